@@ -1,0 +1,69 @@
+"""Configuration from `TOKENBRIDGE_*` environment variables (and an optional `.env`).
+
+Validated once at start; a bad value is a one-line error naming the variable, never a
+traceback. Secrets are `SecretStr` so they never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tokenbridge.domain.errors import ConfigurationError
+
+DEFAULT_STATE_DIR = Path(".tokenbridge")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENBRIDGE_", env_file=".env", extra="ignore")
+
+    # storage
+    database_url: str = Field(default=f"sqlite:///{DEFAULT_STATE_DIR / 'tokenbridge.sqlite3'}")
+
+    # chain
+    rpc_url: str = "http://127.0.0.1:8545"
+    chain_id: int = 31337
+    confirmations: int = Field(default=2, ge=0, le=1000)
+    deployments_dir: Path = Path("deployments")
+    bridge_private_key: SecretStr | None = None
+    bridge_keystore: Path | None = None
+    bridge_keystore_password: SecretStr | None = None
+    anvil_bin: str | None = None
+
+    # ledger and API
+    creator_bps: int = Field(default=7_000, ge=0, le=10_000)
+    webhook_secrets: SecretStr = SecretStr("whsec_dev_only_change_me")
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    daily_recharge_limit: int = Field(default=10**12, gt=0)
+    daily_gift_limit: int = Field(default=10**12, gt=0)
+    minor_daily_recharge_limit: int = Field(default=100 * 10**6, gt=0)
+    minor_daily_gift_limit: int = Field(default=100 * 10**6, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    def webhook_secret_list(self) -> list[bytes]:
+        return [s.strip().encode() for s in self.webhook_secrets.get_secret_value().split(",") if s.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's error into a ConfigurationError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TOKENBRIDGE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
