@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 
-from eth_abi import encode
-from eth_utils import keccak
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
 
 from .errors import InvalidInput
 

@@ -93,17 +93,19 @@ class Anvil:
 
     def stop(self) -> None:
         """Terminate by pid (process group), escalating to SIGKILL; idempotent."""
-        if self.process.poll() is not None:
-            return
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                    self.process.wait(timeout=5)
+                except ProcessLookupError:
+                    pass
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=5)
+        finally:
+            if self.process.stderr is not None:
+                self.process.stderr.close()
 
     def __enter__(self) -> Anvil:
         return self
