@@ -87,3 +87,47 @@ class ChainError(TokenbridgeError):
     def __init__(self, detail: str, revert: str | None = None) -> None:
         super().__init__(detail)
         self.revert = revert
+
+
+# --- ledger-specific errors -------------------------------------------------------------
+
+
+class AccountRestricted(Forbidden):
+    code = "account-restricted"
+    title = "Account is restricted"
+
+
+class LimitExceeded(Forbidden):
+    code = "limit-exceeded"
+    title = "Daily limit exceeded"
+
+
+class OutstandingDebt(Conflict):
+    code = "outstanding-debt"
+    title = "Account has outstanding debt"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal-transition"
+    title = "Illegal state transition"
+
+
+class UnbalancedPosting(TokenbridgeError):  # noqa: N818 -- named like its siblings
+    """A programming error: a posting whose debits do not equal its credits."""
+
+    code = "unbalanced-posting"
+    status = 500
+    title = "Unbalanced posting"
+
+
+class UnknownPayment(Conflict):
+    """A refund/chargeback for a payment not (yet) credited; the provider should retry."""
+
+    code = "unknown-payment"
+    title = "Unknown payment"
+
+
+class NotReady(TokenbridgeError):
+    code = "not-ready"
+    status = 503
+    title = "Service not ready"

@@ -1,0 +1,86 @@
+"""Gifts: who may send to whom, how much, and the split at the rate in force."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .accounts import check_daily_limit, check_not_restricted, validate_id
+from .errors import InsufficientFunds, InvalidInput, OutstandingDebt
+from .ledger import PLATFORM_REVENUE, Posting, coins, credit, debit, earnings
+from .money import validate_amount
+from .split import Split, split
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class GiftRequest:
+    id: str
+    sender_id: str
+    creator_id: str
+    amount: int
+
+    def body(self) -> dict[str, object]:
+        """What a replay must match: the gift id alone does not say what was asked."""
+        return {"from": self.sender_id, "to": self.creator_id, "amount": self.amount}
+
+
+def validate_gift(gift_id: object, sender_id: object, creator_id: object, amount: object) -> GiftRequest:
+    req = GiftRequest(
+        id=validate_id(gift_id, "id"),
+        sender_id=validate_id(sender_id, "from"),
+        creator_id=validate_id(creator_id, "to"),
+        amount=validate_amount(amount),
+    )
+    if req.sender_id == req.creator_id:
+        raise InvalidInput("a gift's sender and creator must differ")
+    return req
+
+
+def validate_batch_size(n: int) -> None:
+    if n > MAX_BATCH:
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH} gifts, got {n}")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderState:
+    id: str
+    kind: str
+    coins: int
+    debt: int
+    restricted: bool
+    gifted_today: int
+    daily_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreatorState:
+    id: str
+    kind: str
+    restricted: bool
+
+
+def check_gift(req: GiftRequest, sender: SenderState, creator: CreatorState) -> None:
+    """Every reason to refuse a gift, in the order a user would want to hear them."""
+    if sender.kind != "user":
+        raise InvalidInput(f"sender {sender.id} is a {sender.kind} account; only user accounts send gifts")
+    if creator.kind != "creator":
+        raise InvalidInput(f"recipient {creator.id} is a {creator.kind} account; gifts go to creator accounts")
+    check_not_restricted(sender.id, sender.restricted, "send gifts")
+    check_not_restricted(creator.id, creator.restricted, "receive gifts")
+    if sender.debt > 0:
+        raise OutstandingDebt(f"account {sender.id} owes {sender.debt} units; spending is blocked until it is repaid")
+    check_daily_limit(sender.id, "gift", sender.gifted_today, req.amount, sender.daily_limit)
+    if sender.coins < req.amount:
+        raise InsufficientFunds(f"account {sender.id} has {sender.coins} coins units, gift needs {req.amount}")
+
+
+def gift_posting(req: GiftRequest, creator_bps: int) -> tuple[Split, Posting]:
+    parts = split(req.amount, creator_bps)
+    posting = Posting.of(
+        "gift",
+        debit(coins(req.sender_id), parts.gross),
+        credit(earnings(req.creator_id), parts.creator_amount),
+        credit(PLATFORM_REVENUE, parts.platform_amount),
+    )
+    return parts, posting
