@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint fmt compile check-artifacts bench soak clean
+.PHONY: setup demo test lint fmt compile check-artifacts bench soak clean web e2e-deps
 
-setup: $(VENV)/.installed node_modules/.installed
+WEB_JS := src/tokenbridge/entrypoints/web/static/app.js
+
+setup: $(VENV)/.installed node_modules/.installed $(WEB_JS)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +20,16 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# the transparency page's script, bundled offline from web/src + node_modules (viem)
+web: $(WEB_JS)
+
+$(WEB_JS): node_modules/.installed scripts/build_web.mjs $(wildcard web/src/*.js) src/tokenbridge/adapters/chain/artifacts/CoinVault.json
+	node scripts/build_web.mjs
+
+# Debian's chromium for tests/e2e/test_web_page.py (never a browser downloaded through npm)
+e2e-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 demo: setup
 	$(BIN)/tokenbridge demo
@@ -42,6 +54,16 @@ check-artifacts: setup
 
 bench: setup
 	$(BIN)/python bench/gas.py
+
+# the whole-system fault tests, longer: more worker kills, more anvil restarts, more traffic
+# (override any of them: make soak TOKENBRIDGE_SOAK_KILLS=500)
+TOKENBRIDGE_SOAK_KILLS ?= 100
+TOKENBRIDGE_SOAK_CHAIN_RESTARTS ?= 10
+TOKENBRIDGE_SOAK_SCALE ?= 4
+soak: setup
+	TOKENBRIDGE_SOAK_KILLS=$(TOKENBRIDGE_SOAK_KILLS) TOKENBRIDGE_SOAK_CHAIN_RESTARTS=$(TOKENBRIDGE_SOAK_CHAIN_RESTARTS) \
+	TOKENBRIDGE_SOAK_SCALE=$(TOKENBRIDGE_SOAK_SCALE) \
+	$(BIN)/pytest tests/faults/test_kill9.py tests/faults/test_anvil_restart.py -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis .tokenbridge
