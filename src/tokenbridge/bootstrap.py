@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from tokenbridge.adapters.db.engine import make_engine, session_factories
 from tokenbridge.adapters.db.uow import UnitOfWorkFactory
@@ -31,6 +33,7 @@ class Services:
     ledger: LedgerService | None = None
     holds: HoldService | None = None
     engine: Engine | None = field(default=None, repr=False)
+    uow: UnitOfWorkFactory | None = field(default=None, repr=False)
 
     def close(self) -> None:
         if self.engine is not None:
@@ -63,4 +66,79 @@ def build_services(settings: Settings, *, rate: RateProvider | None = None, cloc
         ledger=LedgerService(uow),
         holds=HoldService(uow, clock),
         engine=engine,
+        uow=uow,
     )
+
+
+class ReadOnlySubmitter:
+    """The tx-manager port for processes that must never send: the API serves settlement reads
+    and places holds, but only the worker (the signer's lease holder) submits transactions."""
+
+    def submit(self, session: Session, *, purpose: str, ref: str, to: str, data: bytes, gas: int) -> int:  # noqa: ARG002 (port signature)
+        raise RuntimeError(f"this process does not send transactions ({purpose} {ref}); the worker does")
+
+    def outcomes(self, session: Session, purpose: str) -> list[Any]:  # noqa: ARG002 (port signature)
+        return []
+
+    def mark_handled(self, session: Session, tx_id: int) -> None:  # noqa: ARG002 (port signature)
+        raise RuntimeError("this process does not handle transaction outcomes; the worker does")
+
+
+@dataclass
+class ApiChain:
+    """What the API process needs from the chain: the vault, the split rate in force, settlement reads."""
+
+    vault: Any
+    rate: RateProvider
+    settlement: Any
+
+
+def resolve_vault(settings: Settings) -> tuple[str, int | None]:
+    """(vault address, deploy block or None): TOKENBRIDGE_VAULT_ADDRESS, else deployments/<chain_id>.json."""
+    import json
+
+    from eth_utils.address import is_address, to_checksum_address
+
+    from tokenbridge.domain.errors import ConfigurationError
+
+    path = settings.deployments_dir / f"{settings.chain_id}.json"
+    record: dict[str, Any] = {}
+    if path.exists():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"{path} is not a deployment record: {type(exc).__name__}") from None
+    address = settings.vault_address or record.get("vault")
+    if not isinstance(address, str) or not is_address(address):
+        raise ConfigurationError(f"no vault: set TOKENBRIDGE_VAULT_ADDRESS or deploy (no record at {path})")
+    address = to_checksum_address(address)
+    block = record.get("deploy_block") if str(record.get("vault", "")).lower() == address.lower() else None
+    return address, int(block) if isinstance(block, int) else None
+
+
+def build_api_chain(settings: Settings) -> ApiChain | None:
+    """The chain side of the API, or None when no vault is configured (ledger-only mode:
+    gifts use the fixed rate from settings and settlement routes answer 503)."""
+    from tokenbridge.domain.errors import ConfigurationError
+
+    try:
+        address, _ = resolve_vault(settings)
+    except ConfigurationError:
+        if settings.vault_address:
+            raise
+        return None
+    from tokenbridge.adapters.chain.reader import connect
+    from tokenbridge.adapters.chain.vault import VaultClient
+    from tokenbridge.services.chain_rate import ChainRate
+
+    vault = VaultClient(connect(settings.rpc_url), address)
+    return ApiChain(vault=vault, rate=ChainRate(vault, ttl_s=settings.chain_rate_cache_seconds), settlement=None)
+
+
+def attach_settlement(settings: Settings, services: Services, chain: ApiChain) -> None:
+    """Build the settlement read services on the API's own unit-of-work factory."""
+    from tokenbridge.services.withdrawals import build_settlement
+
+    if services.uow is None:
+        raise RuntimeError("services were built without a unit-of-work factory")
+    chain.settlement = build_settlement(settings, services.uow, ReadOnlySubmitter(), chain.vault)

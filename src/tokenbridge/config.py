@@ -42,6 +42,25 @@ class Settings(BaseSettings):
     minor_daily_recharge_limit: int = Field(default=100 * 10**6, gt=0)
     minor_daily_gift_limit: int = Field(default=100 * 10**6, gt=0)
 
+    # settlement (docs/settlement.md): epochs close every N seconds or M gifts; withdrawals
+    epoch_max_age_seconds: float = Field(default=300.0, gt=0)
+    epoch_max_gifts: int = Field(default=10_000, ge=1, le=1_000_000)
+    epoch_rate_lead_seconds: float = Field(default=600.0, ge=0)
+    chain_rate_cache_seconds: float = Field(default=5.0, ge=0)
+    withdrawal_min_amount: int = Field(default=1_000_000, gt=0)  # 1 coin
+    withdrawal_daily_cap: int = Field(default=10_000 * 10**6, gt=0)  # per creator per UTC day
+
+    # deposits indexer and worker loop (docs/operations.md)
+    vault_address: str | None = None  # default: deployments/<chain_id>.json
+    deposit_start_block: int | None = Field(default=None, ge=0)  # default: the vault's deploy block
+    indexer_max_range: int = Field(default=2_000, ge=1, le=1_000_000)  # eth_getLogs blocks per call, at most
+    indexer_window: int = Field(default=1_024, ge=8)  # recent block hashes kept to locate a fork
+    worker_poll_seconds: float = Field(default=2.0, gt=0)
+    worker_fold_seconds: float = Field(default=30.0, gt=0)
+    worker_lease_ttl_seconds: float = Field(default=30.0, gt=0)
+    worker_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65_535)
+
     @field_validator("database_url")
     @classmethod
     def _database_url_scheme(cls, value: str) -> str:

@@ -112,7 +112,7 @@ class IllegalTransition(Conflict):
     title = "Illegal state transition"
 
 
-class UnbalancedPosting(TokenbridgeError):  # noqa: N818 -- named like its siblings
+class UnbalancedPosting(TokenbridgeError):
     """A programming error: a posting whose debits do not equal its credits."""
 
     code = "unbalanced-posting"
@@ -131,3 +131,60 @@ class NotReady(TokenbridgeError):
     code = "not-ready"
     status = 503
     title = "Service not ready"
+
+
+# --- deposits indexer -------------------------------------------------------------------
+
+
+class LogRangeTooLarge(ChainError):
+    """The node refused an `eth_getLogs` range (too many results, range too wide, timeout)."""
+
+    code = "log-range-too-large"
+    title = "Log range too large for the node"
+
+
+class DeepReorg(ChainError):
+    """A reorganisation replaced a block whose deposit was already credited; crediting stops."""
+
+    code = "deep-reorg"
+    title = "Reorganisation deeper than the confirmation depth"
+
+
+# --- settlement and withdrawals (services/epochs.py, services/withdrawals.py) ------------
+
+
+class SignatureExpired(InvalidInput):
+    code = "signature-expired"
+    title = "Signature deadline has passed"
+
+
+class WrongSigner(Forbidden):
+    """The EIP-712 signature is valid but not from the wallet that must sign it."""
+
+    code = "wrong-signer"
+    title = "Signed by the wrong wallet"
+
+
+class WalletNotLinked(Conflict):
+    code = "wallet-not-linked"
+    title = "No wallet linked to this creator"
+
+
+class ExceedsWithdrawable(InsufficientFunds):
+    code = "exceeds-withdrawable"
+    title = "Amount exceeds what is withdrawable now"
+
+
+class BelowMinimumWithdrawal(InvalidAmount):
+    code = "below-minimum-withdrawal"
+    title = "Amount below the minimum withdrawal"
+
+
+class WithdrawalCapExceeded(LimitExceeded):
+    code = "withdrawal-cap-exceeded"
+    title = "Daily withdrawal cap exceeded"
+
+
+class SettlementUnavailable(NotReady):
+    code = "settlement-unavailable"
+    title = "Settlement is not configured on this server"

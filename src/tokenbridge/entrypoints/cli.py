@@ -34,10 +34,14 @@ def version() -> None:
 
 
 def _register() -> None:
-    from tokenbridge.entrypoints import cli_chain, cli_ledger
+    from tokenbridge.entrypoints import cli_api, cli_bridge, cli_chain, cli_ledger, cli_ops, cli_verify
 
     cli_chain.register(app)
     cli_ledger.register(app)
+    cli_api.register(app)
+    cli_verify.register(app)
+    cli_ops.register(app)
+    cli_bridge.register(app)
 
 
 _register()
