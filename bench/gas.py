@@ -5,7 +5,10 @@
 
 Targets (docs/benchmarks.md, Gas): payout_gas_per_wallet <= 33000 (one batch of 100 payouts to
 fresh wallets, gas / 100) and settle_gas_per_gift <= 350 (an epoch of 10,000 gifts across 500
-creators already credited in an earlier epoch, gas / 10,000).
+creators already credited in an earlier epoch, gas / 10,000). The vault has a maturity granularity
+of 1 h; the earlier epoch is either in the same hour cell (`settle_gas_per_gift`, each creator's
+newest bucket grows) or in the previous cell (`settle_new_cell_gas_per_gift`, each creator's buckets
+rotate); both must meet the settle target. Block times are set explicitly so the cells are exact.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS, start_anvil
 from tokenbridge.adapters.chain.vault import PayoutItem, VaultClient
 from tokenbridge.domain.split import split
 
-TARGETS = {"payout_gas_per_wallet": 33_000, "settle_gas_per_gift": 350}
+TARGETS = {"payout_gas_per_wallet": 33_000, "settle_gas_per_gift": 350, "settle_new_cell_gas_per_gift": 350}
+GRANULARITY = 3_600
+DELAY = 3_600
 PAYOUTS = 100
 GIFTS = 10_000
 CREATORS = 500
@@ -51,33 +56,50 @@ def run() -> dict[str, Any]:
     with start_anvil() as node:
         w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": 120}))
         deployer, admin, bridge, pauser, holder = (Account.from_key(k) for k in DEV_PRIVATE_KEYS[:5])
-        params = VaultParams(payout_delay=3600, mint_limit=10**20, payout_limit=10**20)
+        params = VaultParams(
+            payout_delay=DELAY, maturity_granularity=GRANULARITY, mint_limit=10**20, payout_limit=10**20
+        )
         dep = deploy(w3, deployer, admin.address, bridge.address, pauser.address, params)
         vault = VaultClient(w3, dep.vault, bridge)
         bps = vault.creator_bps()
 
+        def at(timestamp: int) -> None:  # the next block's time
+            node.rpc("evm_setNextBlockTimestamp", timestamp)
+
+        latest = int(w3.eth.get_block("latest")["timestamp"])
+        cell_start = (latest // GRANULARITY + 1) * GRANULARITY  # a fresh hour cell
+
         mint = vault.mint_for_recharges(1, 10**15, os.urandom(32), 1_000)
 
-        # Epoch 1 credits every creator once, so epoch 2 measures steady-state settlement.
+        # Epoch 1 credits every creator once, so epochs 2 and 3 measure steady-state settlement.
         creators = [os.urandom(32) for _ in range(CREATORS)]
         first = [rng.randrange(1_000_000, 50_000_000) for _ in creators]
+        at(cell_start + 10)
         vault.settle_gifts(1, 0, os.urandom(32), CREATORS, sum(first), creators, first)
 
-        gifts = []
-        per_creator = dict.fromkeys(creators, 0)
-        for g in range(GIFTS):
-            creator = creators[g % CREATORS]
-            gross = rng.randrange(10_000, 5_000_000)
-            s = split(gross, bps)
-            gifts.append((os.urandom(32), os.urandom(32), creator, gross, s.creator_amount, s.platform_amount))
-            per_creator[creator] += gross
-        root, root_kind = gift_root(gifts)
-        gross_total = sum(per_creator.values())
-        settle = vault.settle_gifts(
-            2, 0, root, GIFTS, gross_total, list(per_creator), list(per_creator.values()), gas=2**24
-        )
+        def epoch_args() -> tuple[bytes, int, list[bytes], list[int], str]:
+            gifts = []
+            per_creator = dict.fromkeys(creators, 0)
+            for g in range(GIFTS):
+                creator = creators[g % CREATORS]
+                gross = rng.randrange(10_000, 5_000_000)
+                s = split(gross, bps)
+                gifts.append((os.urandom(32), os.urandom(32), creator, gross, s.creator_amount, s.platform_amount))
+                per_creator[creator] += gross
+            root, root_kind = gift_root(gifts)
+            return root, sum(per_creator.values()), list(per_creator), list(per_creator.values()), root_kind
 
-        node.rpc("evm_increaseTime", 3601)
+        # Epoch 2: same hour cell as epoch 1 (rule 1: each creator's newest bucket grows).
+        root, gross_total, keys, amounts, root_kind = epoch_args()
+        at(cell_start + 600)
+        settle = vault.settle_gifts(2, 0, root, GIFTS, gross_total, keys, amounts, gas=2**24)
+        # Epoch 3: the next cell, epochs 1-2 not matured yet (rule 3: the buckets rotate).
+        root, gross_total, keys, amounts, _ = epoch_args()
+        at(cell_start + GRANULARITY + 600)
+        settle_new = vault.settle_gifts(3, 0, root, GIFTS, gross_total, keys, amounts, gas=2**24)
+
+        # Epochs 1-2 (cell c) mature at (c + 1) * G - 1 + D = cell_start + 2 G - 1.
+        at(cell_start + 2 * GRANULARITY + 600)
         node.rpc("anvil_mine", 1)
         wallets = [Account.create().address for _ in range(PAYOUTS)]
         items = [PayoutItem(FIRST_PAYOUT_ID + i, creators[i], wallets[i], 1_000_000 + i) for i in range(PAYOUTS)]
@@ -98,6 +120,8 @@ def run() -> dict[str, Any]:
         "settle_gas_per_gift": settle.gas_used // GIFTS,
         "settle_epoch_gas": settle.gas_used,
         "settle_gas_per_creator": settle.gas_used // CREATORS,
+        "settle_new_cell_gas_per_gift": settle_new.gas_used // GIFTS,
+        "settle_new_cell_epoch_gas": settle_new.gas_used,
         "mint_gas_per_batch": mint.gas_used,
         "deposit_gas": deposit.gas_used,
         "deposit_approve_gas": deposit_approve.gas_used,

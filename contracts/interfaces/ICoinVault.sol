@@ -14,7 +14,10 @@ interface ICoinVault {
     /// @param symbol ERC-20 symbol.
     /// @param creatorBps initial creator share in basis points (<= 10000).
     /// @param splitDelay seconds between proposing and applying a new split rate (immutable).
-    /// @param payoutDelay seconds after settlement before a credit becomes payable.
+    /// @param payoutDelay seconds after settlement before a credit becomes payable (at least; see
+    /// `maturityGranularity`).
+    /// @param maturityGranularity seconds per maturity cell G (> 0, immutable): a credit settled at t becomes
+    /// payable at (t / G + 1) * G - 1 + payoutDelay, i.e. between payoutDelay and payoutDelay + G - 1 after t.
     /// @param mintLimit mint allowance per `mintPeriod` (<= type(uint96).max).
     /// @param mintPeriod seconds over which the mint allowance refills linearly (> 0).
     /// @param payoutLimit payout allowance per `payoutPeriod` (<= type(uint96).max).
@@ -25,6 +28,7 @@ interface ICoinVault {
         uint16 creatorBps;
         uint32 splitDelay;
         uint32 payoutDelay;
+        uint32 maturityGranularity;
         uint256 mintLimit;
         uint32 mintPeriod;
         uint256 payoutLimit;
@@ -39,7 +43,7 @@ interface ICoinVault {
     event CreatorBpsApplied(uint16 previousBps, uint16 newBps);
     /// @dev Emitted when the admin withdraws a pending split-rate proposal.
     event CreatorBpsProposalCancelled(uint16 cancelledBps);
-    /// @dev Emitted when the admin changes the maturity delay (applies to credits settled afterwards).
+    /// @dev Emitted when the admin changes the maturity delay (applies at once to every credit not yet matured).
     event PayoutDelayChanged(uint32 previousDelay, uint32 newDelay);
     /// @dev Emitted when the admin changes the mint allowance.
     event MintLimitChanged(uint256 limit, uint32 period);
@@ -102,14 +106,18 @@ interface ICoinVault {
     error CoinVaultInvalidLimit(uint256 limit, uint256 max);
     /// @dev A rolling-allowance period of zero.
     error CoinVaultInvalidPeriod(uint256 period);
-    /// @dev A zero amount where a positive one is required.
-    error CoinVaultZeroAmount();
+    /// @dev A zero amount where a positive one is required; `index` is the entry's position in a `payout`
+    /// batch, 0 for single-amount calls.
+    error CoinVaultZeroAmount(uint256 index);
     /// @dev The zero address where an account is required.
     error CoinVaultZeroAddress();
     /// @dev A deposit for the zero account key (it would be credited to no one).
     error CoinVaultZeroAccountKey();
-    /// @dev Parallel arrays of different lengths.
-    error CoinVaultLengthMismatch();
+    /// @dev Parallel arrays of different lengths: `expected` is the first array's length, `actual` the first
+    /// other array that differs.
+    error CoinVaultLengthMismatch(uint256 expected, uint256 actual);
+    /// @dev A maturity granularity of zero seconds.
+    error CoinVaultInvalidGranularity(uint256 granularity);
     /// @dev A value that does not fit its packed storage field.
     error CoinVaultAmountTooLarge(uint256 amount, uint256 max);
 
@@ -127,7 +135,7 @@ interface ICoinVault {
     /// @dev Settled gross would exceed the epoch's declared gross total.
     error CoinVaultEpochGrossExceeded(uint64 epochId, uint256 grossTotal, uint256 settledGross);
 
-    /// @dev `voidCredit` above the unmatured (still voidable) part of a credit.
+    /// @dev `voidCredit` above the voidable part of a credit: min(unmatured, earned - paid), passed as `pending`.
     error CoinVaultVoidExceedsPending(bytes32 creatorKey, uint256 pending, uint256 requested);
     /// @dev A payout above what is matured and not yet paid for the creator key.
     error CoinVaultPayoutExceedsMatured(bytes32 creatorKey, uint256 matured, uint256 paid, uint256 requested);
@@ -141,6 +149,9 @@ interface ICoinVault {
 
     /// @dev A liabilities commitment for an epoch not after the latest committed one.
     error CoinVaultLiabilityEpochNotIncreasing(uint64 epochId, uint64 latestEpochId);
+    /// @dev A liabilities commitment whose epoch id jumps more than 2**32 past the latest (or, for the first
+    /// commitment, lies above 2**32): one call must not be able to exhaust the id space.
+    error CoinVaultLiabilityEpochTooFar(uint64 epochId, uint64 latestEpochId, uint256 maxEpochId);
 
     // ------------------------------------------------------------------ split rate (admin)
 
@@ -159,9 +170,12 @@ interface ICoinVault {
 
     // ------------------------------------------------------------------ allowances (admin)
 
-    /// @notice Seconds between a credit's settlement and the moment it becomes payable.
+    /// @notice Seconds between a credit's settlement and the moment it becomes payable (D; plus up to G - 1).
     function payoutDelay() external view returns (uint32);
-    /// @notice Change the maturity delay for credits settled from now on. Admin only.
+    /// @notice Seconds per maturity cell (G, immutable): credits of one cell share one maturity time.
+    function maturityGranularity() external view returns (uint32);
+    /// @notice Change the maturity delay; applies to every credit not yet matured (lowering matures pending
+    /// credits sooner, raising delays them). Admin only.
     function setPayoutDelay(uint32 newDelay) external;
     /// @notice Change the mint allowance (limit per period). Admin only.
     function setMintLimit(uint256 limit, uint32 period) external;
@@ -237,7 +251,7 @@ interface ICoinVault {
     function voidCredit(bytes32 creatorKey, uint256 amount) external;
     /// @notice Void `amount` of the platform's unmatured credit. Admin only.
     function voidPlatformCredit(uint256 amount) external;
-    /// @notice Pay matured platform earnings to `to`. Admin only.
+    /// @notice Pay matured platform earnings to `to`. Admin only; consumes the payout allowance.
     function payoutPlatform(address to, uint256 amount) external;
 
     // ------------------------------------------------------------------ earnings views
@@ -252,11 +266,23 @@ interface ICoinVault {
     function withdrawable(bytes32 creatorKey) external view returns (uint256);
     /// @notice Credited but not yet matured (voidable); 0 once matured.
     function pending(bytes32 creatorKey) external view returns (uint256);
-    /// @notice All fields of a creator's packed credit slot.
+    /// @notice A creator's credit: totals, what is unmatured now, and when the newest tracked credit matures
+    /// under the current delay (0 when no credit is tracked in a bucket).
     function creditOf(bytes32 creatorKey)
         external
         view
         returns (uint256 earnedAmount, uint256 paidAmount, uint256 pendingAmount, uint64 maturesAt);
+    /// @notice A creator's two maturity buckets as stored (amounts may already be matured) and the time each
+    /// matures under the current delay (0 for an empty bucket).
+    function creditBuckets(bytes32 creatorKey)
+        external
+        view
+        returns (uint256 newest, uint64 newestMaturesAt, uint256 older, uint64 olderMaturesAt);
+    /// @notice The platform's two maturity buckets, as `creditBuckets`.
+    function platformCreditBuckets()
+        external
+        view
+        returns (uint256 newest, uint64 newestMaturesAt, uint256 older, uint64 olderMaturesAt);
     /// @notice Total platform share credited (after voids).
     function platformEarned() external view returns (uint256);
     /// @notice Platform earnings paid out.

@@ -209,3 +209,16 @@ def test_renounced_admin_cannot_act_again(chain: Chain) -> None:
     vault._send("renounceRole", DEFAULT_ADMIN_ROLE, a.admin.address, account=a.admin)
     chain.reverts("AccessControlUnauthorizedAccount", vault.propose_creator_bps, 1, account=a.admin)
     assert not vault.has_role("admin", a.admin.address)
+
+
+def test_constructor_refuses_zero_maturity_granularity(chain: Chain) -> None:
+    a = chain.actors
+    factory = chain.w3.eth.contract(abi=chain.vault.vault.abi, bytecode=load_artifact("CoinVault").bytecode)
+    params = VaultParams().as_tuple()
+    zero_g = (*params[:5], 0, *params[6:])
+    data = factory.constructor(a.admin.address, a.bridge.address, a.pauser.address, zero_g).data_in_transaction
+    assert chain.reverts(
+        "CoinVaultInvalidGranularity", send_transaction, chain.w3, a.deployer, {"data": data}, "deploy"
+    ) == (0,)
+    with pytest.raises(ValueError, match="maturity_granularity"):
+        dataclasses.replace(VaultParams(), maturity_granularity=0).as_tuple()

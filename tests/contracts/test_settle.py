@@ -129,7 +129,7 @@ def test_length_mismatch_reverts(chain: Chain) -> None:
     args = chain.reverts(
         "CoinVaultLengthMismatch", chain.vault.settle_gifts, 1, 0, os.urandom(32), 2, 10, [chain.key()], [5, 5]
     )
-    assert args == ()
+    assert args == (1, 2)
 
 
 def test_header_values_must_fit_storage(chain: Chain) -> None:
@@ -168,18 +168,24 @@ def test_credit_is_pending_until_payout_delay_passes(chain: Chain) -> None:
     assert vault.platform_matured() == 1_000_000 - chain.share(1_000_000)
 
 
-def test_new_credit_joins_pending_and_moves_maturity(chain: Chain) -> None:
+def test_each_credit_matures_on_its_own_time(chain: Chain) -> None:
+    """Granularity 1 s: a second credit to a pending key neither delays nor advances the first one."""
     vault = chain.vault
+    delay = chain.params.payout_delay
     a = chain.key()
+    t0 = chain.cell_start()
+    chain.at(t0)
     chain.credit({a: 1_000_000})
-    chain.advance(chain.params.payout_delay // 2)
-    result = vault.settle_gifts(10, 0, os.urandom(32), 1, 500_000, [a], [500_000])
-    second_at = int(chain.w3.eth.get_block(result.block_number)["timestamp"])
-    assert vault.credit_of(a).matures_at == second_at + chain.params.payout_delay
+    chain.at(t0 + delay // 2)
+    vault.settle_gifts(10, 0, os.urandom(32), 1, 500_000, [a], [500_000])
+    assert vault.credit_of(a).matures_at == t0 + delay // 2 + delay  # the newest tracked credit
     assert vault.pending(a) == chain.share(1_000_000) + chain.share(500_000)
-    chain.advance(chain.params.payout_delay // 2 + 5)  # the first credit's own time has passed
+    chain.mine_at(t0 + delay - 1)
     assert vault.matured(a) == 0
-    chain.advance(chain.params.payout_delay // 2)
+    chain.mine_at(t0 + delay)  # the first credit's own time
+    assert vault.matured(a) == chain.share(1_000_000)
+    assert vault.pending(a) == chain.share(500_000)
+    chain.mine_at(t0 + delay // 2 + delay)
     assert vault.matured(a) == chain.share(1_500_000)
 
 
@@ -233,13 +239,17 @@ def test_admin_voids_unmatured_platform_credit(chain: Chain) -> None:
     assert event["args"]["amount"] == platform
 
 
-def test_payout_delay_change_applies_to_later_settlements(chain: Chain) -> None:
+def test_payout_delay_change_applies_to_every_pending_credit(chain: Chain) -> None:
     vault, admin = chain.vault, chain.actors.admin
     a, b = chain.key(), chain.key()
     chain.credit({a: 1_000})
+    assert vault.matured(a) == 0
     result = vault.set_payout_delay(0, account=admin)
     (event,) = vault.events("PayoutDelayChanged", result.block_number, result.block_number)
     assert dict(event["args"]) == {"previousDelay": chain.params.payout_delay, "newDelay": 0}
+    assert vault.matured(a) == chain.share(1_000)  # the admin's lower delay matures pending credits too
     chain.credit({b: 1_000})
     assert vault.matured(b) == chain.share(1_000)
-    assert vault.matured(a) == 0  # already pending credit keeps its time
+    vault.set_payout_delay(chain.params.payout_delay, account=admin)  # raising it delays them again
+    assert vault.matured(a) == vault.matured(b) == 0
+    assert vault.pending(a) == chain.share(1_000)

@@ -117,18 +117,22 @@ def test_fake_settlement_cannot_be_paid_out_before_it_matures(env: Env) -> None:
     assert not env.client.is_paid_out(1)
 
 
-def test_a_second_fake_credit_restarts_the_window_of_the_first(env: Env) -> None:
+def test_a_second_fake_credit_keeps_its_own_window(env: Env) -> None:
+    """The first credit matures on its own time; the second stays pending (and voidable) for its full window."""
     _fund_vault(env, 2 * FAKE_GROSS)
     first = _fake_settlement(env, 1)
     _advance(env, WINDOW - 60)
     second = _fake_settlement(env, 2)
-    _advance(env, 120)  # the first credit's own delay has passed, but it joined the pending second one
-    assert env.client.pending(ATTACKER_KEY) == first + second
+    _advance(env, 120)  # the first credit's window has passed, the second's has not
+    assert env.client.pending(ATTACKER_KEY) == second
+    assert env.client.withdrawable(ATTACKER_KEY) == first
     _reverts(
         "CoinVaultPayoutExceedsMatured",
         env.client.payout,
-        [PayoutItem(1, ATTACKER_KEY, Account.create().address, first)],
+        [PayoutItem(1, ATTACKER_KEY, Account.create().address, first + 1)],
     )
+    env.client.void_credit(ATTACKER_KEY, second, account=env.admin)
+    assert env.client.pending(ATTACKER_KEY) == 0
 
 
 def test_admin_voids_the_fake_credit_during_the_window(env: Env) -> None:

@@ -224,6 +224,14 @@ def deploy_command(
     payout_delay: Annotated[
         int, typer.Option("--payout-delay", help="Seconds before a settled credit is payable.")
     ] = 86_400,
+    maturity_granularity: Annotated[
+        int | None,
+        typer.Option(
+            "--maturity-granularity",
+            help="Seconds per maturity cell (immutable): a credit waits payout-delay plus up to this minus 1 s. "
+            "Default: 3600 for a payout delay of 65536 s or more, else 1.",
+        ),
+    ] = None,
     mint_limit: Annotated[int, typer.Option("--mint-limit", help="Mint allowance per period, in base units.")] = 10**15,
     mint_period: Annotated[
         int, typer.Option("--mint-period", help="Seconds for the mint allowance to refill.")
@@ -258,7 +266,11 @@ def deploy_command(
     ):
         if value < 0:
             raise InvalidInput(f"{label} must not be negative, got {value}")
-    for label, value in (("--mint-period", mint_period), ("--payout-period", payout_period)):
+    for label, value in (
+        ("--mint-period", mint_period),
+        ("--payout-period", payout_period),
+        ("--maturity-granularity", 1 if maturity_granularity is None else maturity_granularity),
+    ):
         if value <= 0:
             raise InvalidInput(f"{label} must be positive, got {value}")
     deployer = load_key(dev=dev, key_env=key_env)
@@ -273,6 +285,7 @@ def deploy_command(
         creator_bps=creator_bps,
         split_delay=split_delay,
         payout_delay=payout_delay,
+        maturity_granularity=maturity_granularity,
         mint_limit=mint_limit,
         mint_period=mint_period,
         payout_limit=payout_limit,

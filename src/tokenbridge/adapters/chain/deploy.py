@@ -20,6 +20,18 @@ from tokenbridge.domain.errors import ChainError
 from tokenbridge.domain.split import validate_bps
 
 DAY = 86_400
+HOUR = 3_600
+# Production maturity granularity G (CoinVault.maturityGranularity): credits of one hour share a maturity
+# time, so a credit waits between payoutDelay and payoutDelay + 1 h - 1 s.
+DEFAULT_MATURITY_GRANULARITY = HOUR
+# Below this payout delay the auto granularity is 1 s (devnet, demos, tests: maturity exactly payoutDelay
+# after settlement, as before); 2**16 s so the 16-bit bucket gap never saturates at that delay.
+EXACT_MATURITY_BELOW = 2**16
+
+
+def auto_maturity_granularity(payout_delay: int) -> int:
+    """G when none is given: 1 s for short (devnet/test) delays, `DEFAULT_MATURITY_GRANULARITY` otherwise."""
+    return 1 if payout_delay < EXACT_MATURITY_BELOW else DEFAULT_MATURITY_GRANULARITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +43,36 @@ class VaultParams:
     creator_bps: int = 8_000
     split_delay: int = DAY
     payout_delay: int = DAY
+    # None: `auto_maturity_granularity(payout_delay)`, i.e. 3600 s for the production delay of a day and 1 s
+    # for devnet/test delays; resolved at construction, so `maturity_granularity` is always an int afterwards.
+    maturity_granularity: int | None = None
     mint_limit: int = 10**15  # 1e9 coins per period
     mint_period: int = DAY
     payout_limit: int = 10**14  # 1e8 coins per period
     payout_period: int = DAY
 
+    def __post_init__(self) -> None:
+        if self.maturity_granularity is None:
+            object.__setattr__(self, "maturity_granularity", auto_maturity_granularity(self.payout_delay))
+
+    @property
+    def granularity(self) -> int:
+        """The resolved maturity granularity G in seconds."""
+        g = self.maturity_granularity
+        return auto_maturity_granularity(self.payout_delay) if g is None else g
+
     def as_tuple(self) -> tuple[Any, ...]:
         """The InitParams struct as an ABI tuple."""
         validate_bps(self.creator_bps)
+        if not 1 <= self.granularity < 2**32:
+            raise ValueError(f"maturity_granularity must be in [1, 2**32), got {self.granularity}")
         return (
             self.name,
             self.symbol,
             self.creator_bps,
             self.split_delay,
             self.payout_delay,
+            self.granularity,
             self.mint_limit,
             self.mint_period,
             self.payout_limit,

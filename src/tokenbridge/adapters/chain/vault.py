@@ -90,6 +90,17 @@ class Credit:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditBuckets:
+    """The two maturity buckets of a credit as stored (amounts may already be matured) and the time each
+    matures under the current payout delay (0 for an empty bucket)."""
+
+    newest: int
+    newest_matures_at: int
+    older: int
+    older_matures_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class LiabilityCommitment:
     epoch_id: int
     root: bytes
@@ -293,8 +304,12 @@ class VaultClient:
         """Seconds from settlement to maturity of a credit."""
         return int(self._call("payoutDelay"))
 
+    def maturity_granularity(self) -> int:
+        """Seconds per maturity cell G: a credit waits between payout_delay and payout_delay + G - 1."""
+        return int(self._call("maturityGranularity"))
+
     def set_payout_delay(self, seconds: int, *, account: Any = None) -> TxResult:
-        """Admin: change the maturity delay for later settlements."""
+        """Admin: change the maturity delay (applies to every credit not yet matured)."""
         return self._send("setPayoutDelay", seconds, account=account)
 
     def mint_allowance(self) -> Allowance:
@@ -398,7 +413,7 @@ class VaultClient:
         return self._send("voidPlatformCredit", amount, account=account)
 
     def payout_platform(self, to: str, amount: int, *, account: Any = None) -> TxResult:
-        """Admin: pay matured platform earnings to `to`."""
+        """Admin: pay matured platform earnings to `to` (consumes the payout allowance)."""
         return self._send("payoutPlatform", to_checksum_address(to), amount, account=account)
 
     def earned(self, creator_key: bytes) -> int:
@@ -424,6 +439,14 @@ class VaultClient:
     def credit_of(self, creator_key: bytes) -> Credit:
         """All fields of a creator's packed credit."""
         return Credit(*(int(v) for v in self._call("creditOf", creator_key)))
+
+    def credit_buckets(self, creator_key: bytes) -> CreditBuckets:
+        """A creator's two maturity buckets."""
+        return CreditBuckets(*(int(v) for v in self._call("creditBuckets", creator_key)))
+
+    def platform_credit_buckets(self) -> CreditBuckets:
+        """The platform's two maturity buckets."""
+        return CreditBuckets(*(int(v) for v in self._call("platformCreditBuckets")))
 
     def platform_earned(self) -> int:
         """Platform share credited (after voids)."""
