@@ -6,6 +6,7 @@ chunk that reverts because it is already on-chain, and a rate change before sett
 # ruff: noqa: F811  (pytest fixtures imported from support_settlement)
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from eth_account import Account
@@ -333,3 +334,22 @@ def test_two_epochs_settled_together_get_one_commitment_for_the_newer(settle: Se
     assert h.vault.latest_liabilities().epoch_id == second
     assert h.vault.liabilities(first).committed_at == 0
     assert h.vault.solvent()
+
+
+def test_deposits_waiting_in_suspense_are_committed_as_a_liability(settle: Settlement) -> None:
+    """Tokens deposited for a key no user holds are still owed: the commitment counts them."""
+    from tokenbridge.domain import ledger as lg
+    from tokenbridge.services.deposits import SUSPENSE
+    from tokenbridge.services.epochs import SUSPENSE_KEY
+
+    h = settle
+    alice, bob = h.user(10 * COIN), h.creator()
+    h.gift(alice, bob, COIN)
+    with h.uow.write() as uow:
+        posting = lg.Posting.of("deposit", lg.debit(lg.EXTERNAL_CHAIN, 3 * COIN), lg.credit(SUSPENSE, 3 * COIN))
+        uow.ledger.apply(posting, "deposit:0xfeed:0", lg.request_hash({"t": "suspense"}), {}, datetime.now(UTC))
+        uow.commit()
+    with h.uow.read() as uow:
+        balances = h.epochs.balances(uow)
+    assert balances["0x" + SUSPENSE_KEY.hex()] == (SUSPENSE, 3 * COIN)
+    assert sum(balance for _, balance in balances.values()) == 13 * COIN

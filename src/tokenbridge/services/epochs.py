@@ -68,6 +68,7 @@ from tokenbridge.domain.split import Split
 from tokenbridge.domain.txstate import TxState
 from tokenbridge.services._common import Clock, utc_clock, validate_limit
 from tokenbridge.services.chain_rate import ChainRate, SplitInfo
+from tokenbridge.services.deposits import SUSPENSE, suspense_balance
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 # (a fixed, all-zero salt: the platform has nothing to hide about being the platform).
 PLATFORM_ACCOUNT_ID = "platform:revenue"
 PLATFORM_KEY = account_key(PLATFORM_ACCOUNT_ID, bytes(32))
+# deposits to keys no user holds wait in suspense (services/deposits.py): still owed, so a leaf
+SUSPENSE_KEY = account_key(SUSPENSE, bytes(32))
 MAX_OUTBOX_BATCH = 5_000
 
 PURPOSE_SETTLE = "settle"
@@ -858,7 +861,8 @@ class EpochService:
     @staticmethod
     def balances(uow: SqlUnitOfWork) -> dict[str, tuple[str, int]]:
         """account key -> (label, in-app balance): coins + earnings + held - held in submitted payouts,
-        and the platform's revenue. Deliberately excluded: debt (a receivable, not a liability)."""
+        the platform's revenue, and deposits waiting in suspense. Deliberately excluded: debt (a
+        receivable, not a liability)."""
         s = uow.session
         unfolded = uow.ledger.unfolded_sums()
         in_flight: dict[str, int] = {
@@ -875,6 +879,9 @@ class EpochService:
             balance = a.coins + earnings + a.held - in_flight.get(a.id, 0)
             out[a.account_key.lower()] = (a.id, balance)
         out[_hex(PLATFORM_KEY)] = (PLATFORM_ACCOUNT_ID, uow.ledger.system_balance(lg.PLATFORM_REVENUE))
+        suspense = suspense_balance(s)
+        if suspense:
+            out[_hex(SUSPENSE_KEY)] = (SUSPENSE, suspense)
         return out
 
     def _projected_reserve(self, s: Session) -> int:
