@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,13 +146,9 @@ def actors() -> Actors:
 
 
 @pytest.fixture(scope="session")
-def vault_deployment(anvil: Anvil, actors: Actors) -> Iterator[Deployment]:
+def vault_deployment(anvil: Anvil, actors: Actors) -> Deployment:
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-    yield deploy(w3, actors.deployer, actors.admin.address, actors.bridge.address, actors.pauser.address, PARAMS)
-    # Workaround until devnet.Anvil.stop closes the child's stderr pipe: with filterwarnings=error the
-    # unclosed pipe's ResourceWarning fails the session. The node is stopped right after this teardown.
-    if anvil.process.stderr is not None:
-        anvil.process.stderr.close()
+    return deploy(w3, actors.deployer, actors.admin.address, actors.bridge.address, actors.pauser.address, PARAMS)
 
 
 @pytest.fixture

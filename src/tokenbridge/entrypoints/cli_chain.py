@@ -149,10 +149,8 @@ def _deployment_table(d: Deployment, title: str) -> Table:
 
 
 def _stop(node: Anvil) -> None:
-    """Stop anvil by pid and close the stderr pipe `start_anvil` opened (no ResourceWarning)."""
+    """Stop anvil by pid (Anvil.stop also closes its stderr file)."""
     node.stop()
-    if node.process.stderr is not None:
-        node.process.stderr.close()
 
 
 # --- devnet ----------------------------------------------------------------------------------
@@ -311,63 +309,253 @@ def deploy_command(
 # --- demo ------------------------------------------------------------------------------------
 
 
-def demo_command(
-    payout_delay: Annotated[
-        int, typer.Option("--payout-delay", help="Challenge window of the demo vault, seconds.")
-    ] = 3_600,
-) -> None:
-    """Foundation demo: anvil + deploy + one on-chain round, verified through the vault's views."""
-    from eth_account import Account
+class _RichProgress:
+    """`ProgressSink` of the demo: one Rich progress bar per phase."""
 
-    from tokenbridge.adapters.chain.deploy import VaultParams
-    from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS, start_anvil
-    from tokenbridge.adapters.chain.vault import VaultClient
-    from tokenbridge.services.demo_chain import DemoStep, run_demo_round
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+        self.phase = ""
 
-    started = time.monotonic()
-    admin, bridge, pauser = (Account.from_key(k) for k in DEV_PRIVATE_KEYS[:3])
-    node = start_anvil()
-    try:
-        console.print(f"anvil running at {node.rpc_url} (chain id {node.chain_id}, pid {node.pid})")
-        w3 = connect(node.rpc_url)
-        from tokenbridge.adapters.chain.deploy import deploy
+    def begin(self, phase: str, total: int | None) -> None:
+        self.phase = phase
+        self.task = self.progress.add_task(phase, total=total)
 
-        deployment = deploy(
-            w3, admin, admin.address, bridge.address, pauser.address, VaultParams(payout_delay=payout_delay)
+    def update(self, completed: int, total: int | None = None) -> None:
+        if self.task is not None:
+            kwargs: dict[str, Any] = {"completed": completed}
+            if total is not None:
+                kwargs["total"] = total
+            self.progress.update(self.task, **kwargs)
+
+    def end(self, detail: str) -> None:
+        if self.task is not None:
+            task = self.progress.tasks[self.task]
+            total = task.total if task.total is not None else max(task.completed, 1)
+            label = f"{self.phase}: [dim]{detail}[/]" if detail else self.phase
+            self.progress.update(self.task, total=total, completed=total, description=f"[green]✓[/] {label}")
+            self.task = None
+
+
+def _mark(ok: bool) -> str:
+    return "[green]✓[/]" if ok else "[red]✗[/]"
+
+
+def _coins(units: int) -> str:
+    from tokenbridge.domain.money import format_units
+
+    return format_units(units)
+
+
+def _demo_report(result: Any, seconds: float) -> None:
+    """The final Rich tables of `tokenbridge demo`."""
+    creators = Table(title="creators: earned and paid on-chain vs the ledger (coins)")
+    for col in ("creator", "gifts", "receipts' share", "earned on-chain", "ledger earned", "paid on-chain",
+                "ledger paid", "wallet now", ""):  # fmt: skip
+        creators.add_column(col, justify="left" if col == "creator" else "right")
+    for r in result.creators:
+        creators.add_row(
+            r.id,
+            str(r.gifts),
+            _coins(r.gift_share),
+            _coins(r.earned_on_chain),
+            _coins(r.ledger_earnings + r.ledger_paid),
+            _coins(r.paid_on_chain),
+            _coins(r.ledger_paid),
+            _coins(r.wallet_tokens),
+            _mark(r.matches),
         )
-        console.print(_deployment_table(deployment, "deployed"))
-        client = VaultClient(w3, deployment.vault)
+    console.print(creators)
 
-        def advance_time(seconds: int) -> None:
-            node.rpc("evm_increaseTime", seconds)
-            node.rpc("evm_mine")
+    receipts = Table(title="gift receipts verified from the chain alone")
+    for col in ("gift", "epoch", "gross", "creator amount", "bps", "verified"):
+        receipts.add_column(col, justify="left" if col in ("gift", "verified") else "right")
+    for rr in result.receipts:
+        verdict = _mark(rr.ok) + ("" if rr.ok else f" failed: {', '.join(rr.failed)}")
+        receipts.add_row(
+            rr.gift_id + (" (tampered)" if rr.tampered else ""),
+            str(rr.epoch_id),
+            _coins(rr.gross),
+            _coins(rr.creator_amount),
+            str(rr.bps),
+            verdict,
+        )
+    console.print(receipts)
 
-        def fund_wallet(address: str, wei: int) -> None:
-            node.rpc("anvil_setBalance", address, hex(wei))
+    s = result.solvency
+    solvency = Table(title="reserve vs liabilities", show_header=False)
+    solvency.add_column("figure")
+    solvency.add_column("value", justify="right")
+    if s:
+        solvency.add_row("vault reserve (token balance)", _coins(int(s.get("reserve", 0))))
+        solvency.add_row(
+            f"committed liabilities (epoch {s.get('committed_epoch', '?')})", _coins(int(s.get("committed_total", 0)))
+        )
+        if "ledger_liabilities" in s:
+            solvency.add_row("ledger liabilities now", _coins(int(s["ledger_liabilities"])))
+        if "expected_reserve" in s:
+            solvency.add_row("recharged - refunded - paid + deposited", _coins(int(s["expected_reserve"])))
+        solvency.add_row("solvent() on-chain", _mark(bool(s.get("solvent"))))
+    if result.chargeback:
+        cb = result.chargeback
+        solvency.add_row(f"debt of {cb['account']} (chargeback after spending)", _coins(int(cb["debt"])))
+    console.print(solvency)
 
-        def show(step: DemoStep) -> None:
-            tx = f"  tx {step.tx_hash[:12]}… gas {step.gas_used:,}" if step.tx_hash else ""
-            console.print(f"[green]✓[/] {step.action}: {step.detail}{tx}")
+    gas = Table(title="gas by kind of transaction (from the receipts)")
+    for col in ("transaction", "sent by", "count", "gas used", "per tx"):
+        gas.add_column(col, justify="left" if col in ("transaction", "sent by") else "right")
+    for g in result.gas:
+        gas.add_row(g.kind, g.sender, str(g.count), f"{g.gas:,}", f"{g.gas // max(1, g.count):,}")
+    gas.add_row("[bold]total[/]", "", str(sum(g.count for g in result.gas)), f"{sum(g.gas for g in result.gas):,}", "")
+    console.print(gas)
 
-        report = run_demo_round(client, bridge, advance_time, fund_wallet, on_step=show)
-    finally:
-        _stop(node)
+    counts = Table(title="counts and timings")
+    counts.add_column("count")
+    counts.add_column("n", justify="right")
+    counts.add_column("phase")
+    counts.add_column("seconds", justify="right")
+    count_rows = list(result.counts.items())
+    time_rows = [*result.timings.items(), ("total", seconds)]
+    for i in range(max(len(count_rows), len(time_rows))):
+        c = count_rows[i] if i < len(count_rows) else ("", "")
+        t = time_rows[i] if i < len(time_rows) else ("", "")
+        counts.add_row(c[0], str(c[1]), t[0], f"{t[1]:.1f}" if t[0] else "")
+    console.print(counts)
 
-    checks = Table(title="tokenbridge demo: what was checked")
+    checks = Table(title="checks")
     checks.add_column("check")
-    checks.add_column("result")
-    for check, passed in report.checks.items():
-        checks.add_row(check, "[green]ok[/]" if passed else "[red]FAILED[/]")
+    checks.add_column("", justify="center")
+    checks.add_column("detail", overflow="fold")
+    for c in result.checks:
+        checks.add_row(c.name, _mark(c.passed), c.detail)
     console.print(checks)
-    figures = Table(title="balances after the round (coins)")
-    figures.add_column("figure")
-    figures.add_column("amount", justify="right")
-    for figure, value in report.figures.items():
-        figures.add_row(figure, value)
-    console.print(figures)
-    console.print(f"demo finished in {time.monotonic() - started:.1f} s; anvil stopped")
-    if not report.ok:
-        raise ChainError("demo checks failed")
+
+
+def _hold(system: Any, result: Any) -> None:
+    """--keep-running: print where everything is, then wait for Ctrl-C / SIGTERM."""
+    _demo_report(result, time.monotonic() - _DEMO_STARTED[0])
+    _DEMO_REPORTED[0] = True
+    console.print(f"transparency page  {system.api_url}/   (OpenAPI at {system.api_url}/docs)")
+    console.print(f"RPC URL            {system.rpc_url}   (chain id {system.deployment.chain_id})")
+    console.print(f"vault              {system.deployment.vault}")
+    console.print(f"admin API key      {system.admin_key}   [yellow](dev only: this throwaway demo database)[/]")
+    console.print(f"data               {system.data_dir}")
+    console.print("everything keeps running; press Ctrl-C to stop")
+    try:
+        while system.worker_alive() and system.anvil.process.poll() is None:
+            time.sleep(0.5)
+        console.print("[red]a part of the demo stopped on its own[/] (see demo.log)")
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+_DEMO_STARTED = [0.0]
+_DEMO_REPORTED = [False]
+
+
+def demo_command(
+    users: Annotated[int, typer.Option(min=2, help="Users in the scripted population.")] = 50,
+    creators: Annotated[int, typer.Option(min=1, help="Creators in the scripted population.")] = 10,
+    recharges_per_user: Annotated[
+        int, typer.Option("--recharges-per-user", min=1, help="Recharge webhooks per user.")
+    ] = 4,
+    gifts_per_user: Annotated[int, typer.Option("--gifts-per-user", min=0, help="Single gifts per user.")] = 6,
+    batch_gifts: Annotated[
+        int, typer.Option("--batch-gifts", min=1, max=1000, help="Gifts in the one POST /v1/gifts/batch.")
+    ] = 50,
+    sample_receipts: Annotated[
+        int, typer.Option("--sample-receipts", min=1, help="Gift receipts verified from the chain.")
+    ] = 8,
+    payout_delay: Annotated[
+        int,
+        typer.Option(
+            "--payout-delay",
+            min=1,
+            help="Seconds from settlement until earnings are payable (anvil's clock skips them).",
+        ),
+    ] = 30,
+    block_time: Annotated[float, typer.Option("--block-time", help="anvil mines a block every N seconds.")] = 0.5,
+    epoch_seconds: Annotated[
+        float, typer.Option("--epoch-seconds", help="An epoch closes once its oldest gift waited this long.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the scripted population.")] = 7,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Keep the SQLite file, deployments/ record and demo.log here, replaced on each run "
+            "(default: a temp dir, removed when the demo passes).",
+        ),
+    ] = None,
+    keep_running: Annotated[
+        bool,
+        typer.Option("--keep-running", help="Leave anvil, the API (page at /) and the worker up until Ctrl-C."),
+    ] = False,
+    tamper_receipt: Annotated[bool, typer.Option("--tamper-receipt", hidden=True)] = False,
+) -> None:
+    """The whole story on a local chain: recharge, gifts, settlement, withdrawal, deposit, verification.
+
+    Starts anvil, deploys, uses a fresh SQLite file, runs the API and the worker in-process,
+    drives a scripted population through the HTTP API and the chain, verifies receipts, balance
+    proofs and the reserve from the chain alone, reconciles, and prints a report. Exit 0 only
+    when every check passed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tokenbridge.services.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(
+        users=users,
+        creators=creators,
+        recharges_per_user=recharges_per_user,
+        gifts_per_user=gifts_per_user,
+        batch_gifts=batch_gifts,
+        sample_receipts=sample_receipts,
+        payout_delay=payout_delay,
+        block_time=block_time,
+        epoch_seconds=epoch_seconds,
+        seed=seed,
+        data_dir=data_dir,
+        tamper_receipt=tamper_receipt,
+    )
+    _DEMO_STARTED[0] = time.monotonic()
+    _DEMO_REPORTED[0] = False
+
+    def _on_term(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # the same clean shutdown as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        with Progress(
+            SpinnerColumn(finished_text=" "),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bars:
+
+            def hold(system: Any, result: Any) -> None:
+                bars.stop()  # the report and the URLs go below the finished bars
+                _hold(system, result)
+
+            result = run_demo(cfg, _RichProgress(bars), hold=hold if keep_running else None)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: anvil, the API and the worker were stopped")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    seconds = time.monotonic() - _DEMO_STARTED[0]
+    if not _DEMO_REPORTED[0]:
+        _demo_report(result, seconds)
+    failed = [c.name for c in result.checks if not c.passed]
+    if failed:
+        console.print(f"[red]demo FAILED[/]: {len(failed)} check(s) failed: {', '.join(failed)}")
+        console.print(f"logs and database kept in {result.deployment.get('data_dir', '?')}")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]demo passed[/]: {len(result.checks)} checks in {seconds:.1f} s; anvil, API and worker stopped"
+    )
 
 
 def register(app: typer.Typer) -> None:

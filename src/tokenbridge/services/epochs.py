@@ -123,7 +123,7 @@ class VaultView(Protocol):
 
     def reserve(self) -> int: ...
 
-    def solvent(self) -> bool: ...
+    def solvent(self, block: int | str = "latest") -> bool: ...
 
     def paused(self) -> bool: ...
 
@@ -915,7 +915,9 @@ class EpochService:
             epoch.liabilities_tx_hash = o.tx_hash if o.state is TxState.CONFIRMED else epoch.liabilities_tx_hash
             epoch.liabilities_committed_at = self._clock()
             try:
-                epoch.liabilities_solvent = self._vault.solvent()
+                # at the commitment's own block: later burns and payouts are covered by later commitments
+                at = o.block_number if o.state is TxState.CONFIRMED and o.block_number is not None else "latest"
+                epoch.liabilities_solvent = self._vault.solvent(at)
             except ChainError:
                 epoch.liabilities_solvent = None
             if epoch.liabilities_solvent is False:

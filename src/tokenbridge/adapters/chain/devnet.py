@@ -12,11 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tokenbridge.domain.errors import ConfigurationError
 
@@ -79,6 +81,8 @@ class Anvil:
     chain_id: int
     process: subprocess.Popen[bytes]
     accounts: tuple[str, ...] = field(default=DEV_PRIVATE_KEYS)
+    # anvil's stderr goes to an unlinked temp file, not a pipe nobody drains (a full pipe would stall it)
+    stderr: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def rpc_url(self) -> str:
@@ -104,8 +108,8 @@ class Anvil:
                     os.killpg(self.process.pid, signal.SIGKILL)
                     self.process.wait(timeout=5)
         finally:
-            if self.process.stderr is not None:
-                self.process.stderr.close()
+            if self.stderr is not None:
+                self.stderr.close()
 
     def __enter__(self) -> Anvil:
         return self
@@ -141,14 +145,17 @@ def start_anvil(
     if no_mining:
         args.append("--no-mining")
     args += list(extra_args)
+    err_file = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the Anvil object, closed in stop())
     process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True
     )
-    node = Anvil(port=port, chain_id=chain_id, process=process)
+    node = Anvil(port=port, chain_id=chain_id, process=process, stderr=err_file)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace")
+            err_file.close()
             raise ConfigurationError(f"anvil exited with code {process.returncode}: {err.strip()[:500]}")
         try:
             if int(str(node.rpc("eth_chainId")), 16) == chain_id:

@@ -236,10 +236,10 @@ class VaultClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(self, fn: str, *args: Any, contract: Any = None) -> Any:
+    def _call(self, fn: str, *args: Any, contract: Any = None, block: int | str = "latest") -> Any:
         target = contract if contract is not None else self.vault
         try:
-            return getattr(target.functions, fn)(*args).call()
+            return getattr(target.functions, fn)(*args).call(block_identifier=block)
         except (Web3Exception, ValueError) as exc:
             raise to_chain_error(exc, fn) from exc
 
@@ -480,9 +480,9 @@ class VaultClient:
         root, total, committed_at = self._call("liabilities", epoch_id)
         return LiabilityCommitment(epoch_id, bytes(root), int(total), int(committed_at))
 
-    def solvent(self) -> bool:
-        """Whether a commitment exists and the reserve covers its total."""
-        return bool(self._call("solvent"))
+    def solvent(self, block: int | str = "latest") -> bool:
+        """Whether a commitment exists and the reserve covers its total (at `block`)."""
+        return bool(self._call("solvent", block=block))
 
     def verify_gift(
         self,
