@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# two workers for two cores; each gets its own anvil and PostgreSQL database
+PYTEST_ARGS ?= -n 2
 
 .PHONY: setup demo test lint fmt compile check-artifacts bench soak clean web e2e-deps
 
@@ -55,14 +56,15 @@ check-artifacts: setup
 bench: setup
 	$(BIN)/python bench/gas.py
 
-# the whole-system fault tests, longer: more worker kills, more anvil restarts, more traffic
-# (override any of them: make soak TOKENBRIDGE_SOAK_KILLS=500)
+# the whole-system fault tests, longer: more worker kills, more anvil restarts, more traffic, on
+# SQLite and PostgreSQL (override any of them: make soak TOKENBRIDGE_SOAK_KILLS=500)
 TOKENBRIDGE_SOAK_KILLS ?= 100
 TOKENBRIDGE_SOAK_CHAIN_RESTARTS ?= 10
 TOKENBRIDGE_SOAK_SCALE ?= 4
+TOKENBRIDGE_FAULT_BACKENDS ?= sqlite,postgres
 soak: setup
 	TOKENBRIDGE_SOAK_KILLS=$(TOKENBRIDGE_SOAK_KILLS) TOKENBRIDGE_SOAK_CHAIN_RESTARTS=$(TOKENBRIDGE_SOAK_CHAIN_RESTARTS) \
-	TOKENBRIDGE_SOAK_SCALE=$(TOKENBRIDGE_SOAK_SCALE) \
+	TOKENBRIDGE_SOAK_SCALE=$(TOKENBRIDGE_SOAK_SCALE) TOKENBRIDGE_FAULT_BACKENDS=$(TOKENBRIDGE_FAULT_BACKENDS) \
 	$(BIN)/pytest tests/faults/test_kill9.py tests/faults/test_anvil_restart.py -s $(PYTEST_ARGS)
 
 clean:

@@ -29,7 +29,6 @@ import platform
 import secrets
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ WEBHOOK_SECRET = "whsec_bench_only"  # noqa: S105 -- a throwaway database's secr
 BIG_LIMIT = str(2**62)
 GIFT_AMOUNT = 1_000
 FUNDS = 10**15
+GRACE_S = 2.0  # open loop: requests still queued this long after the phase's end are not sent
 
 
 def log(msg: str) -> None:
@@ -141,7 +141,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str, workers: int) -> Iterator[int]:
+def server(url: str, workers: int) -> Iterator[tuple[int, int]]:
     port = free_port()
     cmd = [TOKENBRIDGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     cmd += ["--no-access-log", "--log-level", "warning"]
@@ -161,7 +161,7 @@ def server(url: str, workers: int) -> Iterator[int]:
             if time.monotonic() > deadline:
                 raise SystemExit("tokenbridge serve did not become ready")
             time.sleep(0.2)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -231,37 +231,105 @@ def gift_bodies(pop: Population, tag: str) -> Callable[[int], dict[str, Any]]:
     return make
 
 
-async def single_http(port: int, pop: Population, budget: Budget, concurrency: int) -> dict[str, Any]:
-    make = gift_bodies(pop, f"s{secrets.token_hex(3)}")
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    counter = iter(range(10**12))
+def _summary(
+    prefix: str, latencies: list[float], statuses: dict[str, int], errors: int, elapsed: float
+) -> dict[str, Any]:
+    created = statuses.get("201", 0)
+    lat = sorted(latencies)
 
-    async def client() -> None:
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else 0.0
+
+    return {
+        f"{prefix}_per_s": round(created / elapsed, 1),
+        f"{prefix}_p50_ms": pct(0.50),
+        f"{prefix}_p99_ms": pct(0.99),
+        f"{prefix}_max_ms": pct(1.0),
+        f"{prefix}_count": created,
+        f"{prefix}_requests": len(latencies),
+        f"{prefix}_errors": errors,  # connection errors/timeouts, and every non-201 answer (statuses)
+        f"{prefix}_statuses": dict(sorted(statuses.items())),
+        f"{prefix}_seconds": round(elapsed, 2),
+    }
+
+
+async def single_http(
+    port: int, pop: Population, budget: Budget, concurrency: int, rate: float = 0.0, prefix: str = "single_http"
+) -> dict[str, Any]:
+    """POST /v1/gifts, one gift per request, over `concurrency` keep-alive connections.
+
+    rate == 0: saturation (closed loop: each connection sends its next request when the
+    previous answer arrived). rate > 0: open loop at that offered rate; request i is due at
+    t0 + i/rate and its latency counts from that due time (so a stalled server cannot hide
+    its queue: no coordinated omission); requests still queued GRACE_S after the phase's
+    end are not sent and count as errors (`_unsent`). Every request's latency is recorded;
+    every connection error and every non-201 answer is counted.
+    """
+    make = gift_bodies(pop, f"s{secrets.token_hex(3)}")
+    n = budget.count if rate <= 0 else min(budget.count, int(rate * budget.seconds))
+    bodies = [json.dumps(make(i)).encode() for i in range(n)]  # prepared before the clock starts
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    unsent = [0]
+    queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+    start = time.perf_counter()
+    deadline = start + budget.seconds
+
+    async def feed() -> None:
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((i, due))
+        for _ in range(concurrency):
+            queue.put_nowait((-1, 0.0))
+
+    async def client(k: int) -> None:
+        nonlocal errors
         conn = await Conn.open(port, pop.admin_key)
         try:
-            while budget.take():
-                body = json.dumps(make(next(counter))).encode()
-                t0 = time.perf_counter()
-                status, _ = await conn.post("/v1/gifts", body)
-                latencies.append(time.perf_counter() - t0)
-                statuses[status] = statuses.get(status, 0) + 1
+            i = k
+            while True:
+                if rate > 0:
+                    i, due = await queue.get()
+                    if i < 0:
+                        return
+                    if time.perf_counter() > deadline + GRACE_S:
+                        unsent[0] += 1  # the server fell behind the offered rate: counted, not hidden
+                        continue
+                else:
+                    if i >= n or time.perf_counter() >= deadline:
+                        return
+                    due = time.perf_counter()
+                try:
+                    status, _ = await asyncio.wait_for(conn.post("/v1/gifts", bodies[i]), 30)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                    errors += 1
+                    latencies.append(time.perf_counter() - due)
+                    conn.close()
+                    conn = await Conn.open(port, pop.admin_key)
+                    i += concurrency
+                    continue
+                latencies.append(time.perf_counter() - due)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status != 201:
+                    errors += 1
+                i += concurrency
         finally:
             conn.close()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    tasks = [client(k) for k in range(concurrency)]
+    if rate > 0:
+        tasks.append(feed())
+    await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    created = statuses.get(201, 0)
-    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [0.0] * 99
-    return {
-        "single_http_per_s": round(created / elapsed, 1),
-        "single_http_p50_ms": round(q[49] * 1000, 2),
-        "single_http_p99_ms": round(q[98] * 1000, 2),
-        "single_http_count": created,
-        "single_http_statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "single_http_seconds": round(elapsed, 2),
-    }
+    out = _summary(prefix, latencies, statuses, errors + unsent[0], elapsed)
+    if rate > 0:
+        out[f"{prefix}_offered_per_s"] = rate
+        out[f"{prefix}_unsent"] = unsent[0]
+    return out
 
 
 async def batch_http(port: int, pop: Population, budget: Budget, concurrency: int, size: int) -> dict[str, Any]:
@@ -405,18 +473,113 @@ def raw_sql(url: str, pop: Population, budget: Budget, threads: int) -> dict[str
 # --- main -------------------------------------------------------------------------------
 
 
+def client_phase(port: int, pop: Population, args: argparse.Namespace, phase: str, rate: float) -> dict[str, Any]:
+    """One HTTP phase, run in the separate client process (uvloop when installed)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    cpu0 = time.process_time()
+    if phase == "warmup":  # not reported: connections, prepared statements, the key cache
+        out = asyncio.run(single_http(port, pop, Budget(500, 5), args.concurrency, prefix="warmup"))
+    elif phase == "single":
+        out = asyncio.run(single_http(port, pop, Budget(args.count, args.seconds), args.concurrency))
+    elif phase == "rate":
+        prefix = f"single_at_{rate:g}"
+        out = asyncio.run(single_http(port, pop, Budget(10**9, args.seconds), args.concurrency, rate, prefix))
+    else:
+        budget = Budget(args.batch_count, args.seconds)
+        out = asyncio.run(batch_http(port, pop, budget, args.batch_concurrency, args.batch_size))
+    out["_client_cpu_s"] = time.process_time() - cpu0
+    return out
+
+
+# --- CPU accounting: what each gift costs the server, PostgreSQL and the client ---------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, []))
+    return out
+
+
+def cpu_snapshot(server_pid: int, url: str) -> tuple[float, dict[int, float]]:
+    """(CPU seconds of the server's process tree, {pid: CPU seconds} of the PostgreSQL
+    backends on the bench db).
+
+    Linux /proc only; PostgreSQL must run on this machine (nothing otherwise). Shared
+    PostgreSQL processes (WAL writer, checkpointer) are not counted, nor the CPU of a backend
+    that exits between two snapshots (pool churn): the PostgreSQL figure is a lower bound."""
+    if not Path("/proc/self/stat").exists():
+        return 0.0, {}
+    server = sum(_proc_cpu(p) for p in _tree(server_pid))
+    pg: dict[int, float] = {}
+    if url.startswith("postgresql"):
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        with psycopg.connect(u.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (u.database,))]
+        pg = {p: _proc_cpu(p) for p in pids}
+    return server, pg
+
+
 def run_db(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     with database(kind, args.pg_url) as url:
         log(f"[{kind}] seeding {args.senders} senders, {args.creators} creators")
         pop = seed(url, args.senders, args.creators)
         result: dict[str, Any] = {"workers": args.workers, "concurrency": args.concurrency}
-        with server(url, args.workers) as port:
-            log(f"[{kind}] single gifts over HTTP (<= {args.count} gifts, <= {args.seconds} s)")
-            result |= asyncio.run(single_http(port, pop, Budget(args.count, args.seconds), args.concurrency))
-            log(f"[{kind}] batches of {args.batch_size} (<= {args.batch_count} gifts, <= {args.seconds} s)")
-            result |= asyncio.run(
-                batch_http(port, pop, Budget(args.batch_count, args.seconds), args.batch_concurrency, args.batch_size)
-            )
+        phases = [("warmup", 0.0), ("single", 0.0), *(("rate", r) for r in args.rates), ("batch", 0.0)]
+        with (
+            server(url, args.workers) as (port, server_pid),
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ):
+            for phase, rate in phases:
+                log(f"[{kind}] HTTP phase {phase} {rate or ''} (separate client process, <= {args.seconds} s)")
+                before = cpu_snapshot(server_pid, url)
+                out = pool.submit(client_phase, port, pop, args, phase, rate).result()
+                after = cpu_snapshot(server_pid, url)
+                client_cpu = out.pop("_client_cpu_s")
+                if phase == "warmup":
+                    continue
+                prefix = {"single": "single_http", "batch": "batch"}.get(phase, f"single_at_{rate:g}")
+                gifts = out.get(f"{prefix}_count", 0)
+                if gifts:
+                    out[f"{prefix}_cpu_ms_per_gift"] = {
+                        "server": round((after[0] - before[0]) / gifts * 1000, 3),
+                        "postgres": round(
+                            sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) / gifts * 1000, 3
+                        ),
+                        "client": round(client_cpu / gifts * 1000, 3),
+                    }
+                result |= out
         log(f"[{kind}] raw SQL, one transaction per gift (<= {args.count} gifts, <= {args.seconds} s)")
         result |= raw_sql(url, pop, Budget(args.count, args.seconds), args.sql_threads if kind == "postgres" else 1)
         log(f"[{kind}] {json.dumps(result)}")
@@ -432,6 +595,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=32, help="requests in flight (single gifts)")
     ap.add_argument("--batch-concurrency", type=int, default=2, help="batches in flight")
+    ap.add_argument(
+        "--rates",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[500.0, 1000.0, 2000.0],
+        help="fixed offered rates (gifts/s) for the open-loop single-gift phases, comma-separated; '' for none",
+    )
     ap.add_argument("--workers", type=int, default=2, help="`tokenbridge serve --workers`")
     ap.add_argument("--sql-threads", type=int, default=8, help="connections for the raw-SQL phase (PostgreSQL)")
     ap.add_argument("--senders", type=int, default=256)

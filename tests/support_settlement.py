@@ -198,6 +198,8 @@ def make_settlement(
     daily_cap: int = 1_000 * COIN,
     max_batch: int | None = None,
     params: dict[str, Any] | None = None,
+    max_in_flight: int = 64,
+    max_attempts: int = 5,
 ) -> Settlement:
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
     deployer, admin, pauser = (Account.from_key(k) for k in DEV_PRIVATE_KEYS[:3])
@@ -214,13 +216,36 @@ def make_settlement(
     engine = make_engine(url)
     uow = UnitOfWorkFactory(*session_factories(engine))
     signer = signer_from_private_key(SecretStr(bridge.key.hex()))
-    txm = TxManager(uow, w3, signer, chain_id=CHAIN_ID, confirmations=1, reprice_after_s=600, max_in_flight=64)
+    txm = TxManager(
+        uow,
+        w3,
+        signer,
+        chain_id=CHAIN_ID,
+        confirmations=1,
+        reprice_after_s=600,
+        max_in_flight=max_in_flight,
+        fence=True,
+    )
     txm.recover()
     epochs = EpochService(
-        uow, txm, vault, rate, chain_id=CHAIN_ID, policy=policy or EpochPolicy(max_age_s=3600), chunk_size=chunk_size
+        uow,
+        txm,
+        vault,
+        rate,
+        chain_id=CHAIN_ID,
+        policy=policy or EpochPolicy(max_age_s=3600),
+        chunk_size=chunk_size,
+        max_attempts=max_attempts,
     )
     withdrawals = WithdrawalService(
-        uow, txm, vault, chain_id=CHAIN_ID, min_amount=min_amount, daily_cap=daily_cap, max_batch=max_batch
+        uow,
+        txm,
+        vault,
+        chain_id=CHAIN_ID,
+        min_amount=min_amount,
+        daily_cap=daily_cap,
+        max_batch=max_batch,
+        max_attempts=max_attempts,
     )
     h = Settlement(anvil, url, w3, vault, admin, services, uow, txm, rate, epochs, withdrawals)
     h.closers += [services.close, engine.dispose]

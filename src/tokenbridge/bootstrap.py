@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +50,19 @@ def daily_limits(settings: Settings) -> DailyLimits:
     )
 
 
-def build_services(settings: Settings, *, rate: RateProvider | None = None, clock: Clock = utc_clock) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    rate: RateProvider | None = None,
+    clock: Clock = utc_clock,
+    engine_options: Mapping[str, Any] | None = None,
+) -> Services:
     """Build every ledger service on one engine for `settings.database_url`.
 
     The schema must already be migrated (`tokenbridge db upgrade`); `health.ready()` says so.
+    `engine_options` go to `make_engine` (the API turns the per-checkout pre-ping off).
     """
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **dict(engine_options or {}))
     uow = UnitOfWorkFactory(*session_factories(engine))
     limits = daily_limits(settings)
     return Services(

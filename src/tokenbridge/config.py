@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tokenbridge.domain.errors import ConfigurationError
 
 DEFAULT_STATE_DIR = Path(".tokenbridge")
+_PUBLIC_WEBHOOK_SECRETS = frozenset({"whsec_dev_only_change_me"})  # once the default: anyone could sign with it
 
 
 class Settings(BaseSettings):
@@ -35,7 +36,8 @@ class Settings(BaseSettings):
 
     # ledger and API
     creator_bps: int = Field(default=7_000, ge=0, le=10_000)
-    webhook_secrets: SecretStr = SecretStr("whsec_dev_only_change_me")
+    # no default: unset, the webhook endpoint answers 503 `webhooks-not-configured`
+    webhook_secrets: SecretStr = SecretStr("")
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     daily_recharge_limit: int = Field(default=10**12, gt=0)
     daily_gift_limit: int = Field(default=10**12, gt=0)
@@ -61,11 +63,30 @@ class Settings(BaseSettings):
     worker_max_backoff_seconds: float = Field(default=60.0, gt=0)
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65_535)
 
+    # transparency page (entrypoints/web, docs/verification.md): what the public page is told
+    public_rpc_url: str | None = None  # default RPC URL shown to browsers; else rpc_url only when local
+    public_explorer_url: str | None = None  # block explorer base URL, e.g. https://etherscan.io (tx links)
+    public_log_range: int = Field(default=10_000, ge=1, le=1_000_000)  # blocks per eth_getLogs the page sends
+
+    # transaction manager (docs/design/worker.md) and settlement retries (docs/settlement.md)
+    tx_reprice_after_seconds: float = Field(default=60.0, gt=0)  # an unmined tx gets a new, higher-fee attempt
+    tx_fee_bump_pct: int = Field(default=12, ge=1, le=1_000)  # both fee caps, per re-price (nodes want >= 10)
+    tx_max_fee_gwei: float = Field(default=500.0, gt=0)  # never pay more per gas than this
+    tx_max_in_flight: int = Field(default=16, ge=1, le=10_000)  # unmined txs per signer before submit waits
+    settlement_max_attempts: int = Field(default=5, ge=1, le=1_000)  # failed sends before an item is `stuck`
+
     @field_validator("database_url")
     @classmethod
     def _database_url_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _no_public_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if any(s.strip() in _PUBLIC_WEBHOOK_SECRETS for s in value.get_secret_value().split(",")):
+            raise ValueError("holds the old published dev default; generate a secret of your own")
         return value
 
     def webhook_secret_list(self) -> list[bytes]:

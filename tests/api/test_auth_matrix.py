@@ -165,6 +165,12 @@ POLICY: dict[tuple[str, str], Policy] = {
         "public", own=lambda w: Req("GET", f"/v1/public/gifts/{w.alice_gift}/proof"), chain=True
     ),
     ("GET", "/v1/public/reserve"): Policy("public", own=lambda _: Req("GET", "/v1/public/reserve"), chain=True),
+    ("GET", "/v1/gifts/{gift_id}/receipt"): Policy(
+        "app",
+        own=lambda w: Req("GET", f"/v1/gifts/{w.alice_gift}/receipt"),
+        other=lambda w: Req("GET", f"/v1/gifts/{w.carol_gift}/receipt"),
+        chain=True,  # the receipt with the sender's salt; 2xx in test_settlement_routes
+    ),
 }
 
 KEYED = sorted(k for k, p in POLICY.items() if p.access in ("app", "admin"))
@@ -310,3 +316,10 @@ def test_creator_bound_key_reads_received_gift_without_the_senders_salt(api: Api
     assert r.json()["sender_salt"] is None
     own = _send(api, Req("GET", f"/v1/gifts/{world.alice_gift}"), world.alice_key).json()
     assert own["sender_salt"] is not None
+
+
+def test_creator_bound_key_cannot_fetch_the_senders_receipt_with_salt(api: Api, world: World) -> None:
+    """The receipt with `sender` carries the sender's salt: the creator's key is refused before the chain."""
+    r = _send(api, Req("GET", f"/v1/gifts/{world.alice_gift}/receipt"), api.bound_key(world.bob))
+    assert r.status_code == 403, r.text
+    assert r.json()["type"].endswith("/forbidden")

@@ -258,6 +258,20 @@ def test_batch_reports_each_item(api: Api, pair: tuple[str, str]) -> None:
     assert api.coins(user) == 1_000_000 - 10 - 100 - 200
 
 
+def test_batch_repeats_of_an_id_answer_like_sequential_posts(api: Api, pair: tuple[str, str]) -> None:
+    user, creator = pair
+    first = {"id": uid("g"), "from": user, "to": creator, "amount": 5}
+    items = [first, first, first | {"amount": 6}]
+    r = api.client.post("/v1/gifts/batch", json={"gifts": items}, headers=auth(api.app_key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [res["status"] for res in body["results"]] == [201, 200, 409]
+    assert body["results"][0]["receipt"] == body["results"][1]["receipt"]
+    got = api.client.get(f"/v1/gifts/{first['id']}", headers=auth(api.app_key))
+    assert got.json() == body["results"][0]["receipt"]  # the batch receipt is the stored one
+    assert api.coins(user) == 1_000_000 - 5
+
+
 @pytest.mark.parametrize("size", [0, 1001])
 def test_batch_size_is_bounded(api: Api, pair: tuple[str, str], size: int) -> None:
     user, creator = pair

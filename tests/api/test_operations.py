@@ -156,3 +156,48 @@ def test_openapi_declares_problems_and_security_for_every_operation(api: Api) ->
                 assert op.get("security") == [{"ApiKey": []}], (method, path)
             if op.get("security"):
                 assert "401" in codes, (method, path)
+
+
+def test_key_revoked_in_this_process_stops_working_at_once(api: Api) -> None:
+    account_id = uid("u")
+    api.open(account_id)
+    info, key = api.services.api_keys.create("app", account_id)
+    assert api.client.get(f"/v1/accounts/{account_id}", headers=auth(key)).status_code == 200  # now cached
+    api.services.api_keys.revoke(info.id)
+    r = api.client.get(f"/v1/accounts/{account_id}", headers=auth(key))
+    assert r.status_code == 401, r.text  # was: still 200 for up to 10 s
+    assert r.headers["www-authenticate"] == "Bearer"
+    # other cached keys keep working (re-read once)
+    assert api.client.get(f"/v1/accounts/{account_id}", headers=auth(api.admin_key)).status_code == 200
+
+
+def test_key_revoked_by_another_process_stops_working_within_the_cache_window(api: Api) -> None:
+    """`tokenbridge apikey revoke` (another process) writes the row; this process's cache forgets it
+    within KEY_CACHE_SECONDS (docs/api.md)."""
+    import time
+
+    from sqlalchemy import update
+
+    from tokenbridge.adapters.db.models import ApiKey
+    from tokenbridge.entrypoints.api.deps import KEY_CACHE_SECONDS
+
+    assert KEY_CACHE_SECONDS <= 2.0
+    account_id = uid("u")
+    api.open(account_id)
+    info, key = api.services.api_keys.create("app", account_id)
+    assert api.client.get(f"/v1/accounts/{account_id}", headers=auth(key)).status_code == 200
+    engine = api.services.engine
+    assert engine is not None
+    with engine.begin() as conn:  # what another process's revoke does: the row only, no in-process signal
+        conn.execute(update(ApiKey).where(ApiKey.id == info.id).values(revoked_at=_utcnow()))
+    revoked_at = time.monotonic()
+    while api.client.get(f"/v1/accounts/{account_id}", headers=auth(key)).status_code == 200:
+        assert time.monotonic() - revoked_at < KEY_CACHE_SECONDS + 1.0, "revoked key still accepted"
+        time.sleep(0.1)
+    assert time.monotonic() - revoked_at <= KEY_CACHE_SECONDS + 1.0
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -5,8 +5,10 @@ verify against the chain alone."""
 # ruff: noqa: F811  (pytest fixtures imported from support_settlement)
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +26,7 @@ from support_settlement import (  # noqa: F401  (fixtures)
 )
 from tokenbridge.domain.withdrawal import WalletLinkMessage
 from tokenbridge.entrypoints.api.app import create_app
+from tokenbridge.entrypoints.cli import app as cli_app
 
 from .conftest import TestClient, auth
 
@@ -192,3 +195,47 @@ def test_public_transparency_endpoints(http: tuple[Settlement, TestClient, str])
     pending = client.get("/v1/public/split").json()["pending"]
     assert pending["creator_bps"] == 7_500
     assert pending["effective_at"] >= h.chain_now()
+
+
+def test_the_senders_receipt_carries_the_salt_and_passes_sender_key(
+    http: tuple[Settlement, TestClient, str], tmp_path: Path
+) -> None:
+    """GET /v1/gifts/{id}/receipt: the sender's own key (or an unbound key) gets the receipt with
+    `sender`, which `tokenbridge verify gift` checks from the chain alone, including `sender_key`."""
+    from typer.testing import CliRunner
+
+    h, client, app_key = http
+    alice, bob, carol = h.user(10 * COIN), h.creator(), h.user(COIN)
+    gift_id = h.gift(alice, bob, 3 * COIN + 7)
+    alice_key, bob_key, carol_key = (h.services.api_keys.create("app", a)[1] for a in (alice, bob, carol))
+    _problem(client.get(f"/v1/gifts/{gift_id}/receipt", headers=auth(alice_key)), 404, "not-found")  # unsettled
+    epoch_id = h.settle_all()
+
+    r = client.get(f"/v1/gifts/{gift_id}/receipt", headers=auth(alice_key))
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["format"] == "tokenbridge-gift-receipt/v1"
+    assert doc["epoch_id"] == epoch_id
+    assert doc["sender"]["account_id"] == alice
+    assert client.get(f"/v1/gifts/{gift_id}/receipt", headers=auth(app_key)).json() == doc  # unbound app key
+    _problem(client.get(f"/v1/gifts/{gift_id}/receipt", headers=auth(bob_key)), 403, "forbidden")  # the creator
+    _problem(client.get(f"/v1/gifts/{gift_id}/receipt", headers=auth(carol_key)), 403, "forbidden")
+    _problem(client.get(f"/v1/gifts/{gift_id}/receipt"), 401, "unauthorized")
+    _problem(client.get("/v1/gifts/g-nope/receipt", headers=auth(alice_key)), 404, "not-found")
+    public = client.get(f"/v1/public/gifts/{gift_id}/proof").json()
+    assert {k: v for k, v in doc.items() if k != "sender"} == public  # same receipt, plus the sender
+
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(doc))
+    result = CliRunner().invoke(
+        cli_app,
+        ["verify", "gift", str(path), "--rpc", h.anvil.rpc_url, "--vault", h.vault.address, "--json"],
+        env={"NO_COLOR": "1"},
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout)
+    assert out["ok"] is True, out
+    checks = {c["name"]: c for c in out["checks"]}
+    assert checks["sender_key"]["passed"] is True
+    assert checks["vault_is_deployment"]["passed"] is True
+    assert alice in checks["sender_key"]["detail"]

@@ -222,3 +222,17 @@ def test_constructor_refuses_zero_maturity_granularity(chain: Chain) -> None:
     ) == (0,)
     with pytest.raises(ValueError, match="maturity_granularity"):
         dataclasses.replace(VaultParams(), maturity_granularity=0).as_tuple()
+
+
+def test_an_unreachable_node_is_a_chain_error_not_a_crash() -> None:
+    """A read against a dead RPC becomes ChainError (API: 502 problem), never a raw transport error."""
+    from web3 import Web3
+
+    from tokenbridge.adapters.chain.devnet import free_port
+    from tokenbridge.adapters.chain.vault import VaultClient
+    from tokenbridge.domain.errors import ChainError
+
+    dead = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
+    client = VaultClient(dead, "0x" + "11" * 20)
+    with pytest.raises(ChainError, match="unreachable"):
+        client.creator_bps()

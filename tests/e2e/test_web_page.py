@@ -1,12 +1,15 @@
-"""The transparency page in a real browser: anvil + a real deployment with a settled gift tree and
-committed liabilities, the FastAPI app (create_app + mount_web) under uvicorn, and Debian's
-chromium driven by playwright-core (tests/e2e/web_page.mjs). A real receipt is verified in the
-browser; tampered ones are rejected with the failing check shown. Screenshots are kept under
+"""The transparency page in a real browser: anvil + a real deployment with a settled gift tree,
+committed liabilities and a history of split-rate changes, the FastAPI app (create_app +
+mount_web) under uvicorn, and Debian's chromium driven by playwright-core (tests/e2e/web_page.mjs).
+A real receipt is verified in the browser; tampered ones are rejected with the failing check
+shown; the RPC URL is switched to a dead port and back; keyboard order and labels, the split
+history, the epochs' transaction links and a one-section failure are checked. Screenshots are kept under
 pytest's tmp path and their paths printed (run with -s to see them)."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -40,6 +43,9 @@ DRIVER = Path(__file__).with_name("web_page.mjs")
 APP_JS = ROOT / "src/tokenbridge/entrypoints/web/static/app.js"
 BPS = 7_500
 COIN = 10**6
+SPLIT_DELAY = 5_400  # shown as "1 h 30 min"
+EXPLORER = "https://explorer.example"
+LOG_RANGE = 3  # blocks per eth_getLogs for this site (default 10,000): the ~12-block history takes several ranges
 
 
 def _require_browser() -> None:
@@ -62,16 +68,26 @@ class Site:
     deployment: Deployment
     receipt: dict[str, Any]
     reserve: int
+    settle_tx: str
+    split_txs: list[str]  # propose, cancel, propose, apply, propose (oldest first)
 
 
 @pytest.fixture(scope="module")
-def chain_world(anvil: Anvil) -> Iterator[tuple[Deployment, dict[str, Any], int]]:
-    """A real vault with epoch 1 settled from a real gift tree and liabilities committed; reverted after."""
+def chain_world(anvil: Anvil) -> Iterator[tuple[Deployment, dict[str, Any], int, str, list[str]]]:
+    """A real vault with epoch 1 settled from a real gift tree and liabilities committed, then the split
+    proposed, cancelled, proposed, applied (80 %) and proposed again (70 %, pending); reverted after."""
     snapshot = anvil.rpc("evm_snapshot")
     try:
         deployer, admin, bridge, pauser = (Account.from_key(k) for k in DEV_PRIVATE_KEYS[:4])
         w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-        d = deploy(w3, deployer, admin.address, bridge.address, pauser.address, VaultParams(creator_bps=BPS))
+        d = deploy(
+            w3,
+            deployer,
+            admin.address,
+            bridge.address,
+            pauser.address,
+            VaultParams(creator_bps=BPS, split_delay=SPLIT_DELAY),
+        )
         client = VaultClient(w3, d.vault, bridge)
         salt = {n: new_salt() for n in ("alice", "bob", "carol")}
         ids = {"alice": "user:alice:coins", "bob": "creator:bob:earnings", "carol": "creator:carol:earnings"}
@@ -85,7 +101,9 @@ def chain_world(anvil: Anvil) -> Iterator[tuple[Deployment, dict[str, Any], int]
         per: dict[bytes, int] = {}
         for g in gifts:
             per[g.creator_key] = per.get(g.creator_key, 0) + g.gross
-        client.settle_gifts(1, 0, tree.root, len(gifts), sum(g.gross for g in gifts), list(per), list(per.values()))
+        settled = client.settle_gifts(
+            1, 0, tree.root, len(gifts), sum(g.gross for g in gifts), list(per), list(per.values())
+        )
         spent = sum(g.gross for g in gifts)
         liabilities = MerkleSumTree.of(
             {
@@ -106,14 +124,24 @@ def chain_world(anvil: Anvil) -> Iterator[tuple[Deployment, dict[str, Any], int]
             vault=d.vault,
             sender=(ids["alice"], salt["alice"]),
         )
-        yield d, receipt, client.reserve()
+        split_txs = [
+            client.propose_creator_bps(8_000, account=admin),
+            client.cancel_creator_bps(account=admin),
+            client.propose_creator_bps(8_000, account=admin),
+        ]
+        anvil.rpc("evm_increaseTime", SPLIT_DELAY + 1)
+        anvil.rpc("evm_mine")
+        split_txs += [client.apply_creator_bps(account=admin), client.propose_creator_bps(7_000, account=admin)]
+        yield d, receipt, client.reserve(), _tx(settled), [_tx(t) for t in split_txs]
     finally:
         anvil.rpc("evm_revert", snapshot)
 
 
 @pytest.fixture(scope="module")
 def site(
-    anvil: Anvil, chain_world: tuple[Deployment, dict[str, Any], int], tmp_path_factory: pytest.TempPathFactory
+    anvil: Anvil,
+    chain_world: tuple[Deployment, dict[str, Any], int, str, list[str]],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
     """The real API app with the page mounted, served by uvicorn in a thread on a free port."""
     import uvicorn
@@ -122,10 +150,13 @@ def site(
     from tokenbridge.entrypoints.api.app import create_app
     from tokenbridge.entrypoints.web import WebConfig, mount_web
 
-    deployment, receipt, reserve = chain_world
+    deployment, receipt, reserve, settle_tx, split_txs = chain_world
     db = tmp_path_factory.mktemp("web-db") / "web.sqlite3"
     app = create_app(settings=load_settings(database_url=f"sqlite:///{db}"))
-    mount_web(app, config=WebConfig(anvil.rpc_url, anvil.chain_id, deployment.vault, deployment.deploy_block))
+    mount_web(
+        app,
+        config=WebConfig(anvil.rpc_url, anvil.chain_id, deployment.vault, deployment.deploy_block, EXPLORER, LOG_RANGE),
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -138,10 +169,17 @@ def site(
                 break
             threading.Event().wait(0.05)
         assert started.is_set(), "uvicorn did not start"
-        yield Site(f"http://127.0.0.1:{port}/", deployment, receipt, reserve)
+        yield Site(f"http://127.0.0.1:{port}/", deployment, receipt, reserve, settle_tx, split_txs)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _tx(result: Any) -> str:
+    """0x-hex transaction hash of a VaultClient call result."""
+    h = getattr(result, "tx_hash", result)
+    text = h.hex() if isinstance(h, bytes) else str(h)
+    return (text if text.startswith("0x") else "0x" + text).lower()
 
 
 def _tamper(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -199,7 +237,15 @@ def test_receipts_are_verified_in_the_browser(
     ]
     proc = subprocess.run(
         [NODE or "node", str(DRIVER)],
-        input=json.dumps({"url": site.url, "screenshotDir": str(shots), "cases": cases}),
+        input=json.dumps(
+            {
+                "url": site.url,
+                "screenshotDir": str(shots),
+                "cases": cases,
+                "badRpcUrl": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+                "validReceipt": json.dumps(site.receipt),
+            }
+        ),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -209,23 +255,98 @@ def test_receipts_are_verified_in_the_browser(
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     print(f"\nweb page screenshots: {out['fullScreenshot']} (and {shots}/*.png)")
-    assert out["consoleErrors"] == []  # no CSP violation, no script error
+    # no CSP violation, no script error (the browser logs the refused connections to the wrong RPC URL)
+    assert [e for e in out["consoleErrors"] if "net::ERR_CONNECTION_REFUSED" not in e] == []
 
     overview = out["overview"]
     assert overview["status"].startswith("Read from chain 31337"), overview["status"]
     assert overview["rpcUrl"] == anvil.rpc_url
     assert site.deployment.vault in overview["deployment"]
-    assert "75.00 %" in overview["split"]
-    assert "No change pending." in overview["split"]
+    assert "80.00 %" in overview["split"]  # applied after the delay
+    assert "Pending change: 70.00 % (7000 bps)" in overview["split"]
+    assert "wait 1 h 30 min before it applies" in overview["split"]  # splitDelay in a human unit
+    # the split history: every proposal, cancellation and application, newest first, with block times
+    history = overview["splitHistory"]
+    assert [h["kind"] for h in history] == ["proposed", "applied", "proposed", "cancelled", "proposed", "initial"]
+    assert history[0]["text"].startswith("Proposed 70.00 % (was 80.00 %); may apply from 20")
+    assert history[1]["text"] == "Applied 80.00 % (was 75.00 %)"
+    assert history[3]["text"] == "Cancelled the proposal of 80.00 %"
+    assert history[5]["text"] == "Initial rate 75.00 %, set at deployment"  # the constructor's event
+    assert all(h["when"].startswith("20") and h["when"].endswith("Z") for h in history)
+    assert [h["tx"] for h in history[:5]] == [f"{EXPLORER}/tx/{t}" for t in reversed(site.split_txs)]
+    # recent epochs link their settlement transaction on the configured explorer
     assert [row[0] for row in overview["epochs"]] == ["1"]
     assert overview["epochs"][0][1] == "4"  # gifts in the epoch, read from epoch(1)
+    assert overview["epochs"][0][3] == "7500 bps"  # the epoch keeps the rate it settled at
+    [[link]] = overview["epochTxs"]
+    assert link["href"] == f"{EXPLORER}/tx/{site.settle_tx}"
+    assert site.settle_tx in link["label"]
     assert "Solvent" in overview["reserve"]
     assert "50 coins" in overview["reserve"]
+    # the chart: bars, a y axis in coins with ticks, an x axis of epochs, and a hidden table of the data
     assert overview["chartBars"] == 2  # reserve + liabilities of epoch 1
     assert "epoch 1: liabilities 50 coins, reserve 50 coins" in overview["chartDesc"]
+    assert overview["chartTicks"] == ["0", "12.5", "25", "37.5", "50"]
+    assert overview["chartAxes"] == ["coins", "epoch of the liabilities commitment"]
+    [row] = overview["reserveTable"]
+    assert (row[0], row[2], row[3]) == ("1", "50 coins", "50 coins")
+    assert overview["reserveTableHidden"] is True
     assert ["rpc-url", "Ethereum RPC URL"] in overview["labels"]
     assert any(label[0] == "receipt" for label in overview["labels"])
     assert overview["live"] == "polite"
+
+    # Tab from the top: the skip link, then the form controls in order, each labelled
+    tab = out["tabOrder"]
+    ids = [f["id"] for f in tab]
+    controls = ["rpc-url", "receipt", "verify-button"]
+    assert all(c in ids for c in controls), tab
+    assert [i for i in ids if i in controls] == controls
+    by_id = {f["id"]: f for f in tab}
+    assert by_id["rpc-url"]["label"] == "Ethereum RPC URL"
+    assert by_id["receipt"]["label"].startswith("Gift receipt (JSON")
+    assert by_id["verify-button"]["label"] == "Verify in this browser"
+    assert tab[0]["label"] == "Skip to the receipt check"
+    assert any(f["tag"] == "button" and f["label"] == "Reload from this node" for f in tab)
+    assert all(f["label"] for f in tab), tab  # links (tx hashes) included: none without a name
+
+    # a wrong RPC URL: a clear error in the status and in every section; back to the right one: verified
+    switch = out["rpcSwitch"]
+    assert switch["bad"]["status"].startswith("Could not reach the node at http://127.0.0.1:"), switch["bad"]
+    assert len(switch["bad"]["errors"]) == 3
+    assert all(e.startswith("Could not read the") for e in switch["bad"]["errors"])
+    assert switch["badVerify"]["verdict"] == "unusable"
+    assert "The node did not answer" in switch["badVerify"]["text"]
+    assert switch["back"]["status"].startswith("Read from chain 31337"), switch["back"]
+    assert switch["back"]["errors"] == []
+    assert "80.00 %" in switch["back"]["split"]
+    assert switch["backVerify"]["verdict"] == "verified", switch["backVerify"]["text"]
+
+    # no explorer configured: full hashes, selectable, no links
+    plain = out["noExplorer"]
+    assert plain["links"] == 0
+    assert plain["epochHashes"] == [{"text": site.settle_tx, "userSelect": "all"}]
+    assert plain["historyHashes"][:5] == list(reversed(site.split_txs))
+
+    # events are read newest first in ranges of at most LOG_RANGE blocks, back to the deployment
+    ranges = out["getLogs"]
+    assert all(r["to"] - r["from"] + 1 <= LOG_RANGE for r in ranges), ranges
+    by_section: dict[str, list[dict[str, Any]]] = {}
+    for r in ranges:
+        by_section.setdefault(",".join(sorted(r["topics"])), []).append(r)
+    assert len(by_section) == 3  # split events, GiftsSettled, LiabilitiesCommitted: read independently
+    for section in by_section.values():
+        assert len(section) >= 3, section  # no stop condition is met before the deployment block
+        assert [r["to"] for r in section] == sorted((r["to"] for r in section), reverse=True)  # newest first
+        assert all(newer["from"] == older["to"] + 1 for newer, older in itertools.pairwise(section))
+        assert section[-1]["from"] == site.deployment.deploy_block
+
+    # the node refuses the epochs' eth_getLogs only: that section shows its error, the others still load
+    partial = out["partial"]
+    assert "1 of 3 sections could not be read" in partial["status"], partial["status"]
+    [error] = partial["errors"]
+    assert error.startswith("Could not read the epochs:")
+    assert "80.00 %" in partial["split"]
+    assert "Solvent" in partial["reserve"]
 
     by_name = {c["name"]: c for c in out["cases"]}
     valid = by_name["valid"]
@@ -272,9 +393,10 @@ def test_config_comes_from_the_deployment_record_and_hides_private_rpc_urls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tokenbridge.config import load_settings
-    from tokenbridge.entrypoints.web import PUBLIC_RPC_ENV, config_from_settings
+    from tokenbridge.entrypoints.web import PUBLIC_EXPLORER_ENV, PUBLIC_RPC_ENV, config_from_settings
 
     monkeypatch.delenv(PUBLIC_RPC_ENV, raising=False)
+    monkeypatch.delenv(PUBLIC_EXPLORER_ENV, raising=False)
     (tmp_path / "5.json").write_text(json.dumps({"vault": "0x" + "ab" * 20, "deploy_block": 42}))
     local = config_from_settings(load_settings(rpc_url="http://127.0.0.1:8545", chain_id=5, deployments_dir=tmp_path))
     assert (local.rpc_url, local.vault, local.deploy_block) == ("http://127.0.0.1:8545", "0x" + "ab" * 20, 42)
@@ -287,6 +409,26 @@ def test_config_comes_from_the_deployment_record_and_hides_private_rpc_urls(
         load_settings(rpc_url="https://node.example/v3/SECRETKEY", chain_id=9, deployments_dir=tmp_path)
     )
     assert (public.rpc_url, public.vault) == ("https://public.example", None)
+    assert public.explorer_url == ""
+
+
+def test_public_rpc_and_explorer_are_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenbridge.config import load_settings
+    from tokenbridge.entrypoints.web import PUBLIC_EXPLORER_ENV, PUBLIC_RPC_ENV, config_from_settings
+
+    monkeypatch.delenv(PUBLIC_RPC_ENV, raising=False)
+    monkeypatch.setenv(PUBLIC_EXPLORER_ENV, "https://etherscan.io/")
+    config = config_from_settings(
+        load_settings(
+            rpc_url="https://node.example/v3/SECRETKEY",
+            public_rpc_url="https://rpc.example",
+            deployments_dir=tmp_path,
+        )
+    )
+    assert (config.rpc_url, config.explorer_url) == ("https://rpc.example", "https://etherscan.io")
+    # an explorer that is not an http(s) URL is dropped (the page then shows plain hashes)
+    odd = config_from_settings(load_settings(public_explorer_url="javascript:alert(1)", deployments_dir=tmp_path))
+    assert odd.explorer_url == ""
 
 
 def test_the_embedded_config_cannot_close_its_script_tag() -> None:

@@ -231,3 +231,47 @@ def test_devnet_serves_until_sigterm_then_stops_anvil(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+# --- error paths: one line, checked before anything is started or deployed ----------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=env or _env(), cwd=cwd, timeout=60, check=False
+    )
+
+
+def test_devnet_on_a_busy_port_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:  # another node already listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        out = _cli("devnet", "--port", str(port), cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.strip() == f"error: port {port} is in use"
+    assert "funded dev accounts" not in out.stdout  # was: the other node's info, as if ours
+
+
+@pytest.mark.parametrize("value", ["/nonexistent/anvil", "{tmp}"])
+def test_set_but_invalid_anvil_bin_is_an_error_not_ignored(tmp_path: Path, value: str) -> None:
+    bad = value.format(tmp=tmp_path)  # a directory is not an executable either
+    out = _cli("devnet", "--port", str(free_port()), env={**_env(), "TOKENBRIDGE_ANVIL_BIN": bad}, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.strip() == f"error: TOKENBRIDGE_ANVIL_BIN {bad!r} is not an executable file"
+
+
+def test_deploy_into_an_unwritable_directory_fails_before_deploying(chain_snapshot: Anvil, tmp_path: Path) -> None:
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(chain_snapshot.rpc_url))
+    nonce = w3.eth.get_transaction_count(DEV[0])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")  # root may write anywhere, but not under a file
+    out = _cli(*_deploy_args(chain_snapshot, blocker / "deployments"))
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.strip().startswith(f"error: cannot write deployment records in {blocker / 'deployments'}")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert w3.eth.get_transaction_count(DEV[0]) == nonce  # nothing was deployed

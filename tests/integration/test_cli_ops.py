@@ -262,6 +262,76 @@ def test_missing_signer_and_missing_record_are_one_line(ops: Ops, tmp_path: Path
     assert _one_line_error(no_record).startswith(f"error: no deployment record at {missing}")
 
 
+# --- signer choice ----------------------------------------------------------------------------
+
+WRITING_COMMANDS = [
+    ("split", "propose", "7000"),
+    ("split", "apply"),
+    ("split", "cancel"),
+    ("pause",),
+    ("unpause",),
+    ("roles", "grant", "bridge", DEV[7]),
+    ("roles", "revoke", "bridge", DEV[7]),
+    ("roles", "transfer-admin", "--to", DEV[7], "--yes", "--allow-eoa"),
+]
+
+
+@pytest.mark.parametrize("command", WRITING_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_writing_commands_never_default_to_the_worker_key(ops: Ops, command: tuple[str, ...]) -> None:
+    """The worker's hot key in the environment (here: the admin's, so it *could* sign) is not used."""
+    env = {"TOKENBRIDGE_BRIDGE_PRIVATE_KEY": DEV_PRIVATE_KEYS[ADMIN], "TOKENBRIDGE_BRIDGE_KEYSTORE": ""}
+    block = ops.client.w3.eth.block_number
+    refused = CliRunner().invoke(app, [*command, *ops.base()], env=env)
+    line = _one_line_error(refused)
+    assert line.startswith("error: no signer: pass --keystore PATH")
+    assert "--key-env VAR" in line
+    assert "--dev" in line
+    assert ops.client.w3.eth.block_number == block  # nothing was sent
+    assert DEV_PRIVATE_KEYS[ADMIN].removeprefix("0x") not in refused.output
+
+    as_json = CliRunner().invoke(app, [*command, "--json", *ops.base()], env=env)
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["error"].startswith("no signer:")
+
+
+def test_two_signer_options_are_refused(ops: Ops) -> None:
+    refused = ops.cli("pause", "--dev", signer=PAUSER)
+    assert _one_line_error(refused) == "error: pass one signer, not --key-env and --dev"
+    assert not ops.client.paused()
+
+
+def test_dev_picks_the_dev_key_holding_the_needed_role(ops: Ops) -> None:
+    """`deploy --dev` with split roles: --dev signs pause as the pauser, unpause and split as the admin."""
+    assert (ops.deployment.admin, ops.deployment.pauser) == (DEV[ADMIN], DEV[PAUSER])
+    paused = ops.json("pause", "--dev")
+    assert paused["changed"] is True
+    assert ops.client.w3.eth.get_transaction(paused["tx_hash"])["from"] == DEV[PAUSER]
+    assert ops.client.paused()
+
+    unpaused = ops.json("unpause", "--dev")
+    assert ops.client.w3.eth.get_transaction(unpaused["tx_hash"])["from"] == DEV[ADMIN]
+    assert not ops.client.paused()
+
+    coin = ops.json("pause", "--coin", "--dev")
+    assert ops.client.w3.eth.get_transaction(coin["tx_hash"])["from"] == DEV[PAUSER]
+    proposed = ops.json("split", "propose", "6000", "--dev")
+    assert ops.client.w3.eth.get_transaction(proposed["tx_hash"])["from"] == DEV[ADMIN]
+
+
+def test_dev_is_refused_when_no_dev_key_holds_the_role(ops: Ops) -> None:
+    admin = Account.from_key(DEV_PRIVATE_KEYS[ADMIN])
+    ops.client.grant_role("pauser", Account.create().address, account=admin)  # a key that is not anvil's
+    ops.client.revoke_role("pauser", DEV[PAUSER], account=admin)
+    assert not any(ops.client.has_role("pauser", a) for a in DEV)
+
+    refused = ops.cli("pause", "--dev")
+    assert _one_line_error(refused) == (
+        f"error: --dev: no anvil dev key holds the pauser role of vault {ops.deployment.vault} "
+        f"(the record names {DEV[PAUSER]}); sign with --keystore or --key-env"
+    )
+    assert not ops.client.paused()
+
+
 # --- keys ---------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from eth_account import Account
 from sqlalchemy import select
 
@@ -353,3 +354,189 @@ def test_deposits_waiting_in_suspense_are_committed_as_a_liability(settle: Settl
         balances = h.epochs.balances(uow)
     assert balances["0x" + SUSPENSE_KEY.hex()] == (SUSPENSE, 3 * COIN)
     assert sum(balance for _, balance in balances.values()) == 13 * COIN
+
+
+def test_an_epoch_with_more_chunks_than_the_tx_manager_takes_settles_over_several_steps(
+    anvil: Anvil, fresh_db_url: str
+) -> None:
+    h = make_settlement(anvil, fresh_db_url, chunk_size=1, max_in_flight=2)
+    try:
+        alice = h.user(100 * COIN)
+        creators = [h.creator() for _ in range(5)]
+        for c in creators:
+            h.gift(alice, c, COIN)
+        epoch_id = h.epochs.close()
+        assert epoch_id is not None
+        report = h.epochs.step()  # room for 2: chunks 0 and 1 go, 2..4 wait
+        assert report.waiting is not None
+        assert "in flight" in report.waiting
+        epoch = h.epochs.get(epoch_id)
+        assert epoch.state == "submitted"
+        assert [c.state for c in epoch.chunks] == ["submitted"] * 2 + ["pending"] * 3
+        h.drive(lambda: h.epochs.get(epoch_id).liabilities_state == "committed", rounds=40)
+        epoch = h.epochs.get(epoch_id)
+        assert epoch.state == "settled"
+        assert all(c.state == "confirmed" for c in epoch.chunks)
+        blocks = [c.block for c in epoch.chunks]
+        assert blocks == sorted(blocks)
+        assert h.vault.epoch(epoch_id).chunks_settled == 5
+        for c in creators:
+            assert h.earnings(c) == h.vault.earned(h.key_of(c))
+        assert h.vault.solvent()
+    finally:
+        h.close()
+
+
+def _open_alarms(h: Settlement) -> list[Any]:
+    from tokenbridge.adapters.db.models_deposits import DepositStore
+
+    with h.uow.read() as uow:
+        return list(DepositStore(uow.session).open_alarms())
+
+
+def _clear_alarms(h: Settlement) -> None:
+    from tokenbridge.adapters.db.models_deposits import DepositStore
+
+    with h.uow.write() as uow:
+        store = DepositStore(uow.session)
+        for alarm in store.open_alarms():
+            store.clear_alarm(alarm.id, datetime.now(UTC))
+        uow.commit()
+
+
+def test_recharges_not_yet_minted_are_left_out_of_the_commitment(anvil: Anvil, fresh_db_url: str) -> None:
+    h = make_settlement(anvil, fresh_db_url, params={"mint_limit": 50 * COIN})
+    try:
+        alice, bob = h.user(40 * COIN), h.creator()
+        h.gift(alice, bob, 10 * COIN)
+        h.settle_all()  # mints 40 of the day's 50
+        carol = h.user(30 * COIN)  # 40 + 30 > 50: this mint waits for the window
+        h.gift(alice, bob, 5 * COIN)
+        epoch_id = h.settle_all()
+        epoch = h.epochs.get(epoch_id)
+        assert epoch.liabilities_total == 40 * COIN  # carol's unminted 30 is not in the tree
+        assert h.vault.reserve() == 40 * COIN
+        assert h.vault.solvent()
+        with h.uow.read() as uow:
+            committed = h.vault.latest_liabilities()
+            assert committed.total == 40 * COIN
+            assert uow.session.scalars(select(OutboxItem.state).where(OutboxItem.account_id == carol)).all() == [
+                "pending"
+            ]
+        doc = h.epochs.balance_proof(carol)
+        assert int(doc["balance"]) == 0  # her coins are owed, but not backed on-chain yet
+        assert _open_alarms(h) == []
+        # the window refills, the mint goes, the next commitment counts her coins
+        h.advance(86_400)
+        h.gift(alice, bob, COIN)
+        later = h.settle_all()
+        assert h.epochs.get(later).liabilities_total == 70 * COIN
+        assert h.vault.reserve() == 70 * COIN
+        assert h.vault.solvent()
+    finally:
+        h.close()
+
+
+def test_a_commitment_above_the_reserve_waits_with_an_alarm(anvil: Anvil, fresh_db_url: str) -> None:
+    h = make_settlement(anvil, fresh_db_url, params={"mint_limit": 50 * COIN})
+    try:
+        alice, bob = h.user(40 * COIN), h.creator()
+        h.gift(alice, bob, 10 * COIN)
+        h.settle_all()
+        carol = h.user(30 * COIN)  # not mintable today
+        h.gift(carol, bob, 5 * COIN)  # ...and partly spent: 5 of it now sits in bob's earnings
+        epoch_id = h.epochs.close()
+        assert epoch_id is not None
+        h.drive(lambda: h.epochs.get(epoch_id).state == "settled")
+        for _ in range(3):
+            h.txm.tick()
+            h.epochs.step()
+            h.mine()
+        epoch = h.epochs.get(epoch_id)
+        assert epoch.liabilities_state == "none"  # 45 owed, 40 held: never committed
+        assert h.vault.latest_liabilities().epoch_id != epoch_id
+        assert [(a.kind, a.scope) for a in _open_alarms(h)] == [("liabilities_unbacked", "liabilities")]
+        h.advance(86_400)  # the mint can go: the commitment follows and the alarm closes itself
+        h.drive(lambda: h.epochs.get(epoch_id).liabilities_state == "committed")
+        assert h.epochs.get(epoch_id).liabilities_total == 70 * COIN
+        assert h.vault.solvent()
+        assert _open_alarms(h) == []
+    finally:
+        h.close()
+
+
+def test_an_outbox_larger_than_one_batch_is_minted_in_several_before_the_commitment(
+    anvil: Anvil, fresh_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tokenbridge.services.epochs as epochs_module
+
+    monkeypatch.setattr(epochs_module, "MAX_OUTBOX_BATCH", 2)
+    h = make_settlement(anvil, fresh_db_url)
+    try:
+        users = [h.user((i + 1) * COIN) for i in range(5)]
+        h.gift(users[4], h.creator(), COIN)
+        epoch_id = h.settle_all()
+        with h.uow.read() as uow:
+            counts = sorted(uow.session.scalars(select(ChainBatch.count).where(ChainBatch.kind == "mint")).all())
+        assert counts == [1, 2, 2]
+        assert h.epochs.get(epoch_id).liabilities_total == 15 * COIN
+        assert h.vault.reserve() == 15 * COIN
+        assert h.vault.solvent()
+    finally:
+        h.close()
+
+
+def test_a_chunk_that_keeps_reverting_stops_with_an_alarm_and_resumes_when_cleared(
+    anvil: Anvil, fresh_db_url: str
+) -> None:
+    h = make_settlement(anvil, fresh_db_url, max_attempts=2)
+    try:
+        alice, bob = h.user(10 * COIN), h.creator()
+        h.gift(alice, bob, 3 * COIN)
+        bridge = h.vault.account.address
+        h.vault.revoke_role(BRIDGE_ROLE, bridge, account=h.admin)  # every bridge call now reverts
+        epoch_id = h.epochs.close()
+        assert epoch_id is not None
+        h.drive(lambda: h.epochs.get(epoch_id).chunks[0].state == "stuck", rounds=30)
+        settles = [t for t in h.txm.txs() if t.purpose == "settle"]
+        assert [t.state.value for t in settles] == ["reverted", "reverted"]  # max_attempts, then it stops
+        [alarm] = _open_alarms(h)
+        assert (alarm.kind, alarm.scope) == ("settle_stuck", f"epoch:{epoch_id}")
+        assert "AccessControlUnauthorizedAccount" in alarm.detail
+        assert h.epochs.stuck()["settle"] == [f"epoch:{epoch_id}:chunk:0"]
+        for _ in range(3):  # nothing more is sent while the alarm is open
+            h.txm.tick()
+            h.epochs.step()
+            h.mine()
+        assert len([t for t in h.txm.txs() if t.purpose == "settle"]) == 2
+        from tokenbridge.services.status import StatusService
+
+        assert not StatusService(h.uow).report().ok  # `tokenbridge status` shows it
+        # the operator fixes the cause and clears the alarm: the chunk is sent again
+        h.vault.grant_role(BRIDGE_ROLE, bridge, account=h.admin)
+        _clear_alarms(h)
+        h.drive(lambda: h.epochs.get(epoch_id).liabilities_state == "committed")
+        assert h.epochs.get(epoch_id).state == "settled"
+        assert h.vault.earned(h.key_of(bob)) == h.earnings(bob)
+    finally:
+        h.close()
+
+
+def test_a_mint_batch_that_keeps_reverting_stops_with_an_alarm(anvil: Anvil, fresh_db_url: str) -> None:
+    from tokenbridge.domain.epoch import EpochPolicy
+
+    h = make_settlement(anvil, fresh_db_url, max_attempts=2, policy=EpochPolicy(max_age_s=0.001))
+    try:
+        alice = h.user(7 * COIN)
+        h.vault.revoke_role(BRIDGE_ROLE, h.vault.account.address, account=h.admin)
+        h.drive(lambda: h.epochs.stuck()["outbox"] != [], rounds=30)
+        with h.uow.read() as uow:
+            states = uow.session.scalars(select(ChainBatch.state).where(ChainBatch.kind == "mint")).all()
+        assert list(states) == ["failed", "failed"]
+        assert [(a.kind, a.scope) for a in _open_alarms(h)] == [("mint_stuck", "outbox:mint")]
+        h.vault.grant_role(BRIDGE_ROLE, h.vault.account.address, account=h.admin)
+        _clear_alarms(h)
+        h.drive(lambda: h.vault.reserve() == 7 * COIN)
+        assert h.services.accounts.get(alice).balances.coins == 7 * COIN
+    finally:
+        h.close()

@@ -29,7 +29,7 @@ from tokenbridge.domain.errors import (
     TokenbridgeError,
     UnknownPayment,
 )
-from tokenbridge.domain.recharge import apply_recharge, apply_reversal
+from tokenbridge.domain.recharge import PaymentConflict, apply_recharge, apply_reversal
 from tokenbridge.domain.split import split
 from tokenbridge.services.ledger import LedgerTotals
 from tokenbridge.services.views import PostGift
@@ -103,6 +103,10 @@ def _run(h: LedgerHarness, sequence: list[tuple[object, ...]]) -> None:
             _, ui, pi, amt = op
             user, pid = users[int(ui)], pids[int(pi)]  # type: ignore[call-overload]
             body = h.event("recharge.succeeded", user, int(amt), pid)  # type: ignore[call-overload]
+            if pid in m.payments and m.payments[pid][:2] != (user, int(amt)):  # type: ignore[call-overload]
+                with pytest.raises(PaymentConflict):  # another account or amount: nothing applied or recorded
+                    h.deliver(body)
+                continue
             m.events.append(body)
             res, applied = h.deliver(body)  # type: ignore[misc]
             if pid in m.payments:

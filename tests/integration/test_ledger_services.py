@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ from tokenbridge.domain.errors import (
     Unauthorized,
     UnknownPayment,
 )
-from tokenbridge.domain.recharge import signature_header
+from tokenbridge.domain.recharge import PaymentConflict, WebhooksNotConfigured, signature_header
 from tokenbridge.services.views import PaymentEventResult, PostGift
 
 MakeLedger = Callable[..., LedgerHarness]
@@ -258,7 +259,7 @@ def test_reversal_errors(ledger: LedgerHarness) -> None:
     with pytest.raises(UnknownPayment):
         _deliver(ledger, ledger.event("recharge.refunded", alice, 1, ledger.uid("pay")))
     pid = ledger.recharge(alice, 10)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(PaymentConflict):  # the payment belongs to alice
         _deliver(ledger, ledger.event("recharge.refunded", other, 10, pid))
     with pytest.raises(NotFound):
         _deliver(ledger, ledger.event("recharge.succeeded", ledger.uid("nobody"), 10, ledger.uid("pay")))
@@ -276,6 +277,148 @@ def test_recharge_limits_and_restriction(make_ledger: MakeLedger) -> None:
     with pytest.raises(AccountRestricted):
         h.recharge(restricted, 1)
     assert h.services.accounts.get(restricted).balances.coins == 0
+
+
+def _payment_row(h: LedgerHarness, payment_id: str) -> tuple[str, int, int]:
+    from sqlalchemy import select
+
+    from tokenbridge.adapters.db.models import Payment
+
+    engine = h.services.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Payment.state, Payment.amount, Payment.reversed_amount).where(Payment.payment_id == payment_id)
+        ).one()
+    return row[0], row[1], row[2]
+
+
+def _outbox_refs(h: LedgerHarness, ref_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from tokenbridge.adapters.db.models import OutboxItem
+
+    engine = h.services.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        return list(conn.execute(select(OutboxItem.kind).where(OutboxItem.ref_id == ref_id)).scalars())
+
+
+def _event_amount(h: LedgerHarness, event_id: str) -> int:
+    from sqlalchemy import select
+
+    from tokenbridge.adapters.db.models import PaymentEvent
+
+    engine = h.services.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        amount: int = conn.execute(select(PaymentEvent.amount).where(PaymentEvent.event_id == event_id)).scalar_one()
+    return amount
+
+
+@pytest.mark.parametrize("reversal", ["recharge.refunded", "recharge.chargeback"])
+def test_refused_recharge_is_recorded_and_its_reversal_closes_it(make_ledger: MakeLedger, reversal: str) -> None:
+    """The provider captured the money before the limit refused it: the payment is kept as
+    `refused` (nothing credited, no mint), and its refund/chargeback closes it with nothing to reverse."""
+    h = make_ledger(daily_recharge_limit=1_000)
+    alice, locked = h.user(1_000), h.user(restricted=True)
+    for account, error in ((alice, LimitExceeded), (locked, AccountRestricted)):
+        pid, eid = h.uid("pay"), h.uid("evt")
+        body = h.event("recharge.succeeded", account, 600, pid, eid)
+        with pytest.raises(error, match="recorded as refused"):
+            _deliver(h, body)
+        assert _payment_row(h, pid) == ("refused", 600, 0)
+        assert _outbox_refs(h, eid) == []  # no mint
+        again, applied = _deliver(h, body)  # the provider retries: answered, nothing credited
+        assert not applied
+        assert (again.credited, again.debt_repaid) == (0, 0)
+        dup, dup_applied = _deliver(h, h.event("recharge.succeeded", account, 600, pid))  # other event id
+        assert not dup_applied
+        assert dup.credited == 0
+
+        rid = h.uid("evt")
+        res, closed = _deliver(h, h.event(reversal, account, 600, pid, rid))  # was 409 unknown-payment forever
+        assert closed
+        assert (res.reversed, res.debt_recorded, res.amount) == (0, 0, 0)
+        assert _payment_row(h, pid) == ("refused_reversed", 600, 0)
+        assert _outbox_refs(h, rid) == []  # no burn
+        late, late_applied = _deliver(h, h.event("recharge.chargeback", account, 600, pid))
+        assert not late_applied
+        assert (late.reversed, late.debt_recorded) == (0, 0)
+    assert balances(h, alice) == (1_000, 0, 0, 0)
+    assert balances(h, locked) == (0, 0, 0, 0)
+    assert h.services.ledger is not None
+    t = h.services.ledger.totals()
+    assert t.unbalanced_transfers == ()
+    assert t.cache_mismatches == ()
+
+
+def test_payment_id_reused_with_another_amount_or_account_conflicts(ledger: LedgerHarness) -> None:
+    alice, bob = ledger.user(), ledger.user()
+    pid = ledger.recharge(alice, 500)
+    for account, amount in ((alice, 501), (bob, 500)):
+        eid = ledger.uid("evt")
+        with pytest.raises(PaymentConflict) as info:
+            _deliver(ledger, ledger.event("recharge.succeeded", account, amount, pid, eid))
+        assert (info.value.status, info.value.code) == (409, "payment-conflict")
+        # nothing applied, nothing recorded: the event may be delivered again once corrected
+        assert ledger.services.payments is not None
+        assert _outbox_refs(ledger, eid) == []
+    assert balances(ledger, alice)[0] == 500
+    assert balances(ledger, bob)[0] == 0
+    assert _payment_row(ledger, pid) == ("succeeded", 500, 0)
+    # the same payment, same amount and account, under another event id is still a harmless duplicate
+    dup, applied = _deliver(ledger, ledger.event("recharge.succeeded", alice, 500, pid))
+    assert not applied
+    assert dup.credited == 0
+
+
+def test_refund_larger_than_what_is_left_records_and_answers_what_was_reversed(ledger: LedgerHarness) -> None:
+    alice = ledger.user()
+    pid = ledger.recharge(alice, 1_000)
+    e1, e2, e3 = ledger.uid("evt"), ledger.uid("evt"), ledger.uid("evt")
+    r1, _ = _deliver(ledger, ledger.event("recharge.refunded", alice, 300, pid, e1))
+    assert (r1.amount, r1.reversed) == (300, 300)
+    r2, applied = _deliver(ledger, ledger.event("recharge.chargeback", alice, 5_000, pid, e2))  # asks for more
+    assert applied
+    assert (r2.amount, r2.reversed, r2.debt_recorded) == (700, 700, 0)  # what was left, not 5_000
+    assert _event_amount(ledger, e2) == 700
+    again, replayed_applied = _deliver(ledger, ledger.event("recharge.chargeback", alice, 5_000, pid, e2))
+    assert not replayed_applied
+    assert again == r2
+    r3, applied3 = _deliver(ledger, ledger.event("recharge.refunded", alice, 1, pid, e3))
+    assert not applied3
+    assert (r3.amount, r3.reversed) == (0, 0)
+    assert _event_amount(ledger, e3) == 0
+    assert _payment_row(ledger, pid) == ("reversed", 1_000, 1_000)
+    assert balances(ledger, alice) == (0, 0, 0, 0)
+
+
+def test_webhooks_without_a_secret_are_not_configured(make_ledger: MakeLedger) -> None:
+    h = make_ledger(webhook_secrets="")
+    alice = h.user()
+    assert h.services.payments.configured is False
+    body = h.event("recharge.succeeded", alice, 5, h.uid("pay"))
+    with pytest.raises(WebhooksNotConfigured):
+        # even a body "signed" with the old public default is refused
+        h.services.payments.handle_webhook(
+            body, signature_header([b"whsec_dev_only_change_me"], int(time.time()), body)
+        )
+    assert balances(h, alice)[0] == 0
+
+
+def test_the_old_public_default_secret_is_refused_as_configuration(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenbridge.config import load_settings
+    from tokenbridge.domain.errors import ConfigurationError
+
+    monkeypatch.delenv("TOKENBRIDGE_WEBHOOK_SECRETS", raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no stray .env
+
+    with pytest.raises(ConfigurationError, match="TOKENBRIDGE_WEBHOOK_SECRETS"):
+        load_settings(database_url=db_url, webhook_secrets="whsec_new,whsec_dev_only_change_me")
+    assert load_settings(database_url=db_url).webhook_secret_list() == []
 
 
 def test_webhook_signatures_at_the_service(ledger: LedgerHarness) -> None:
@@ -367,3 +510,57 @@ def test_daily_limits_reset_on_the_next_utc_day(db_url: str) -> None:
         assert services.accounts.get(alice).balances.coins == 800
     finally:
         services.close()
+
+
+# --- database CLI error paths: one line, never a traceback -----------------------------------------
+
+
+def _tokenbridge(*args: str, cwd: Path) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENBRIDGE_")}
+    cli = str(Path(sys.executable).with_name("tokenbridge"))
+    out = subprocess.run([cli, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60, check=False)
+    assert "Traceback" not in out.stderr + out.stdout, out.stderr
+    return out.returncode, out.stderr.strip()
+
+
+@pytest.mark.parametrize("command", ["upgrade", "current"])
+def test_db_commands_with_a_bad_url_are_one_line(tmp_path: Path, command: str) -> None:
+    code, err = _tokenbridge("db", command, "--url", "nonsense://x", cwd=tmp_path)
+    assert (code, err) == (1, "error: unsupported database URL scheme 'nonsense': use sqlite:/// or postgresql://")
+    code, err = _tokenbridge("db", command, "--url", "postgresql://postgres@127.0.0.1:1/nowhere", cwd=tmp_path)
+    assert code == 1
+    assert err.startswith("error: cannot connect to postgresql+psycopg://postgres@127.0.0.1:1/nowhere: ")
+    assert len(err.splitlines()) == 1
+
+
+def test_db_upgrade_never_creates_the_sqlite_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    code, err = _tokenbridge("db", "upgrade", "--url", f"sqlite:///{missing / 'x.db'}", cwd=tmp_path)
+    assert (code, err) == (
+        1,
+        f"error: cannot create the SQLite database {missing / 'x.db'}: directory {missing} does not exist",
+    )
+    assert not (tmp_path / "no").exists()
+    code, _ = _tokenbridge("db", "upgrade", "--url", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)  # parent exists
+    assert code == 0
+
+
+def test_apikey_create_on_an_unmigrated_database_is_one_line(db_url: str, tmp_path: Path) -> None:
+    from support_ledger import create_postgres_database, drop_postgres_database
+
+    if db_url.startswith("sqlite"):
+        fresh, cleanup = f"sqlite:///{tmp_path / 'fresh.db'}", None
+    else:
+        fresh, name = create_postgres_database(db_url, "tb_unmigrated")
+        cleanup = name
+    try:
+        for args in (("apikey", "create", "--scope", "admin"), ("apikey", "list"), ("apikey", "revoke", "key_x")):
+            code, err = _tokenbridge(*args, "--url", fresh, cwd=tmp_path)
+            assert (code, err) == (1, "error: database not migrated: run `tokenbridge db upgrade`"), args
+    finally:
+        if cleanup is not None:
+            drop_postgres_database(db_url, cleanup)

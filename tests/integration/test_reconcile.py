@@ -265,6 +265,15 @@ def test_worker_round_trip_reconciles_clean(bed: Bed, uow: UnitOfWorkFactory, fr
                 assert thread.is_alive()
                 assert time.monotonic() < deadline, "the worker did not mint, settle and credit in time"
                 time.sleep(0.05)
+            status = StatusService(uow, chain=bed.vault).report()  # while the worker runs
+            assert status.worker is not None
+            assert status.worker.live
+            (signer,) = status.worker.signers
+            assert signer.bridge_role is True
+            assert signer.heartbeat_age_s is not None
+            assert signer.heartbeat_age_s < settings.worker_lease_ttl_seconds
+            assert status.oldest_in_flight is None
+            assert status.ok, status.problems
         finally:
             worker.stop()
             thread.join(timeout=30)

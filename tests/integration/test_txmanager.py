@@ -162,3 +162,130 @@ def test_works_with_the_unit_of_work_factory_and_a_first_submit_before_recover(a
             uow.commit()
         assert m.txs(ids=[tx_id])[0].handled
         assert w3.eth.get_balance(to) == 4
+
+
+def test_a_fenced_manager_whose_lease_expired_cannot_submit(anvil: Anvil, db_url: str) -> None:
+    from faults.txkit import FakeClock
+    from tokenbridge.adapters.chain.txmanager import LeaseNotHeld
+
+    w3 = web3_for(anvil.rpc_url)
+    key = Key(anvil)
+    to = Account.create().address
+    clock = FakeClock()
+    with database(db_url) as (_, sessions):
+        a = manager(sessions, w3, key.signer(), lease_holder="a", lease_ttl_s=10, clock=clock, fence=True)
+        b = manager(sessions, w3, key.signer(), lease_holder="b", lease_ttl_s=10, clock=clock, fence=True)
+        assert a.recover().leader
+        [ok] = submit_transfers(a, sessions, to, [1], f"fence-a-{key.address}")
+        with pytest.raises(LeaseNotHeld):  # b is not the holder: its work is refused
+            submit_transfers(b, sessions, to, [2], f"fence-b-{key.address}")
+        clock.advance(11)  # a pauses past its lease
+        with pytest.raises(LeaseNotHeld, match="not held by a"):
+            submit_transfers(a, sessions, to, [3], f"fence-a-late-{key.address}")
+        assert b.tick().leader  # b takes over
+        with pytest.raises(LeaseNotHeld):
+            submit_transfers(a, sessions, to, [4], f"fence-a-stale-{key.address}")
+        [later] = submit_transfers(b, sessions, to, [5], f"fence-b-ok-{key.address}")
+        drive(b, anvil, all_in(b, [ok, later], "confirmed"))
+        assert w3.eth.get_balance(to) == 6  # only the live holder's work was written
+        assert [v.ref for v in b.txs(ids=[ok, later])] == [f"fence-a-{key.address}:0", f"fence-b-ok-{key.address}:0"]
+
+
+def test_the_worker_stops_at_start_up_when_a_step_cannot_be_built(
+    anvil: Anvil, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wiring error (TypeError/AttributeError/ImportError) ends the start-up; it never silently
+    drops the epochs or withdrawals step. Transient errors are still retried."""
+    import tokenbridge.adapters.chain.vault as vault_module
+    import tokenbridge.services.withdrawals as withdrawals_module
+    from tokenbridge.adapters.chain.txmanager import GWEI
+    from tokenbridge.config import load_settings
+    from tokenbridge.entrypoints.worker import StartupError, Worker, WorkerMetrics, _chain_steps, _Parts
+
+    w3 = web3_for(anvil.rpc_url)
+    key = Key(anvil)
+    settings = load_settings(
+        database_url=db_url,
+        chain_id=31337,
+        tx_reprice_after_seconds=7,
+        tx_fee_bump_pct=15,
+        tx_max_fee_gwei=3,
+        tx_max_in_flight=4,
+        settlement_max_attempts=9,
+    )
+    monkeypatch.setattr(vault_module, "VaultClient", lambda *_args: object())
+    with database(db_url) as (engine, _):
+        uows = UnitOfWorkFactory(*session_factories(engine))
+
+        def broken(*_args: object, **_kwargs: object) -> object:
+            raise TypeError("EpochService.__init__() got an unexpected keyword argument 'policy'")
+
+        monkeypatch.setattr(withdrawals_module, "build_settlement", broken)
+        args = (settings, uows, w3, key.signer(), "h", key.address, 0, WorkerMetrics(), _Parts())
+        with pytest.raises(StartupError, match="unexpected keyword"):
+            _chain_steps(*args)
+
+        built: dict[str, object] = {}
+
+        def fake_build(settings: object, uow: object, txm: object, vault: object) -> object:
+            built["txm"] = txm
+            from types import SimpleNamespace
+
+            return SimpleNamespace(
+                epochs=SimpleNamespace(step=lambda: "e"), withdrawals=SimpleNamespace(step=lambda: "w")
+            )
+
+        monkeypatch.setattr(withdrawals_module, "build_settlement", fake_build)
+        steps = _chain_steps(*args)
+        assert {"txmanager", "epochs", "withdrawals", "deposits"} <= set(steps)
+        txm = built["txm"]
+        assert (txm.reprice_after.total_seconds(), txm.fee_bump_pct, txm.max_in_flight) == (7, 15, 4)  # type: ignore[attr-defined]
+        assert txm.max_fee_per_gas == 3 * GWEI  # type: ignore[attr-defined]
+        assert txm.fence  # type: ignore[attr-defined]
+
+    class FakeLease:
+        holder = "w"
+        released = False
+
+        def acquire(self) -> bool:
+            return True
+
+        def release(self) -> None:
+            FakeLease.released = True
+
+    calls: list[str] = []
+
+    def connect_fatal() -> None:
+        calls.append("connect")
+        raise StartupError("cannot build the settlement steps: TypeError: boom")
+
+    worker = Worker(lease=FakeLease(), steps=[], connect=connect_fatal, poll_s=0.001)
+    with pytest.raises(StartupError):
+        worker.run()
+    assert calls == ["connect"]  # not retried
+    assert FakeLease.released
+
+    flaky: list[str] = []
+
+    def connect_flaky() -> None:
+        flaky.append("connect")
+        if len(flaky) == 1:
+            raise OSError("connection refused")  # a node hiccup: retried
+        worker2.stop()
+
+    worker2 = Worker(lease=FakeLease(), steps=[], connect=connect_flaky, poll_s=0.001, max_backoff_s=0.01)
+    assert worker2.run() == 0
+    assert flaky == ["connect", "connect"]
+
+
+def test_settlement_settings_reach_the_services(db_url: str) -> None:
+    from tokenbridge.config import load_settings
+    from tokenbridge.services.withdrawals import build_settlement
+
+    settings = load_settings(database_url=db_url, settlement_max_attempts=7)
+
+    class Vault:
+        address = "0x" + "11" * 20
+
+    built = build_settlement(settings, object(), object(), Vault())  # type: ignore[arg-type]
+    assert (built.epochs.max_attempts, built.withdrawals.max_attempts) == (7, 7)

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.chain
 BPS = 7_500
 COIN = 10**6
 CLI = str(Path(sys.executable).with_name("tokenbridge"))
+# No deployment record unless a test passes --deployments-dir: the vault then comes from the document.
+NO_DEPLOYMENTS = {"TOKENBRIDGE_DEPLOYMENTS_DIR": "/nonexistent/tokenbridge-deployments"}
 
 
 @dataclass
@@ -129,7 +131,9 @@ def _write(tmp_path: Path, doc: Any, name: str = "doc.json") -> str:
 
 
 def _verify(*args: str) -> tuple[int, dict[str, Any], str]:
-    result = CliRunner().invoke(app, ["verify", *args, "--json"], env={"NO_COLOR": "1", "COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["verify", *args, "--json"], env={"NO_COLOR": "1", "COLUMNS": "200", **NO_DEPLOYMENTS}
+    )
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout  # one JSON object, nothing else on stdout
@@ -158,6 +162,10 @@ def test_a_real_receipt_is_verified(world: World, tmp_path: Path) -> None:
     }
     assert out["facts"]["epoch bps"] == str(BPS)
     assert out["facts"]["vault"] == world.deployment.vault
+    # no deployment record and no --vault: still verified, but flagged as the document's own claim
+    assert out["facts"]["vault source"] == "document (unverified)"
+    assert len(out["warnings"]) == 1
+    assert f"the vault address {world.deployment.vault} came from the document itself" in out["warnings"][0]
     code, out, _ = _gift(world, tmp_path, world.other_receipt)
     assert code == 0, out
 
@@ -166,12 +174,15 @@ def test_the_human_output_is_a_table_with_the_verdict(world: World, tmp_path: Pa
     result = CliRunner().invoke(
         app,
         ["verify", "gift", _write(tmp_path, world.receipt), "--rpc", world.anvil.rpc_url],
-        env={"NO_COLOR": "1", "COLUMNS": "200"},
+        env={"NO_COLOR": "1", "COLUMNS": "200", **NO_DEPLOYMENTS},
     )
     assert result.exit_code == 0, result.output
     assert "VERIFIED: every check passed (7)" in result.stdout
     assert "vault_verify_gift" in result.stdout
     assert world.deployment.vault in result.stdout
+    tail = result.stdout[result.stdout.index("VERIFIED") :]  # the warning comes with the verdict, boxed
+    assert "WARNING" in tail
+    assert "came from the document itself" in " ".join(tail.split())
 
 
 def _tamper(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -247,12 +258,43 @@ def test_wrong_chain_id_and_missing_vault_exit_2(world: World, tmp_path: Path) -
     assert "no contract at vault" in out["error"]
 
 
-def test_vault_option_overrides_the_document(world: World, tmp_path: Path) -> None:
+def test_vault_option_is_the_deployment_the_document_must_name(world: World, tmp_path: Path) -> None:
+    code, out, _ = _verify(
+        "gift", _write(tmp_path, world.receipt), "--rpc", world.anvil.rpc_url, "--vault", world.deployment.vault
+    )
+    assert code == 0, out
+    assert out["checks"][0]["name"] == "vault_is_deployment"
+    assert out["warnings"] == []
+    assert out["facts"]["vault source"] == "deployment"
+    # a document naming another vault: the deployment's vault is read, and the document fails the check
     doc = _tamper(world.receipt, "vault", "0x" + "42" * 20)
     code, out, _ = _verify(
         "gift", _write(tmp_path, doc), "--rpc", world.anvil.rpc_url, "--vault", world.deployment.vault
     )
-    assert code == 0, out
+    assert code == 1, out
+    assert out["failed"] == ["vault_is_deployment"]
+    assert out["facts"]["vault"] == world.deployment.vault
+
+
+def test_the_deployment_record_is_the_trusted_vault(world: World, tmp_path: Path) -> None:
+    records = tmp_path / "deployments"
+    records.mkdir()
+    (records / f"{world.anvil.chain_id}.json").write_text(world.deployment.to_json())
+    common = ("--rpc", world.anvil.rpc_url, "--deployments-dir", str(records))
+    for kind, doc in (("gift", world.receipt), ("balance", world.balance)):
+        code, out, _ = _verify(kind, _write(tmp_path, doc), *common)
+        assert code == 0, (kind, out)
+        assert out["warnings"] == [], kind
+        vault_check = next(c for c in out["checks"] if c["name"] == "vault_is_deployment")
+        assert vault_check["passed"] is True
+        assert world.deployment.vault in vault_check["detail"]
+        code, out, _ = _verify(kind, _write(tmp_path, _tamper(doc, "vault", "0x" + "42" * 20)), *common)
+        assert code == 1, (kind, out)
+        assert out["failed"] == ["vault_is_deployment"], kind
+    (records / f"{world.anvil.chain_id}.json").write_text("{not a record")
+    code, out, _ = _verify("gift", _write(tmp_path, world.receipt), *common)
+    assert code == 2
+    assert "is not a deployment record" in out["error"]
 
 
 def test_unreachable_rpc_exits_2_without_a_traceback(world: World, tmp_path: Path) -> None:
@@ -282,6 +324,8 @@ def test_a_real_balance_proof_is_verified(world: World, tmp_path: Path) -> None:
     code, out, _ = _balance(world, tmp_path, world.balance)
     assert code == 0, out
     assert out["facts"]["committed total"] == str(world.reserve)
+    assert "vault_is_deployment" not in {c["name"] for c in out["checks"]}
+    assert "came from the document itself" in out["warnings"][0]
 
 
 @pytest.mark.parametrize(

@@ -295,3 +295,104 @@ def test_a_superseded_payout_is_sent_again_and_paid_once(settle: Settlement) -> 
     assert h.services.accounts.get(bob).balances.held == 0
     payouts = [t for t in h.txm.txs() if t.purpose == "payout"]
     assert [t.state.value for t in payouts] == ["superseded", "confirmed"]
+
+
+def test_several_withdrawals_of_one_creator_in_one_batch_all_post_their_holds(settle: Settlement) -> None:
+    """Each hold posting re-locks the creator's row: none may drop the previous one's change."""
+    h = settle
+    bob = h.creator()
+    wallet = h.link(bob)
+    _earn(h, bob, 20 * COIN)
+    reqs = [h.withdrawal(bob, wallet, (i + 1) * COIN) for i in range(3)]
+    for r in reqs:
+        h.withdrawals.request(r)
+    assert h.services.accounts.get(bob).balances.held == 6 * COIN
+    h.drive(_confirmed(h, *(r.id for r in reqs)))
+    views = [h.withdrawals.get(r.id) for r in reqs]
+    assert {v.state for v in views} == {"confirmed"}
+    assert len({v.tx_hash for v in views}) == 1  # one payout tx for the three
+    acct = h.services.accounts.get(bob).balances
+    assert (acct.earnings, acct.held) == (16 * COIN - 6 * COIN, 0)
+    assert h.vault.paid_out(h.key_of(bob)) == 6 * COIN
+    assert h.services.holds is not None
+    assert {h.services.holds.get(f"withdrawal:{v.payout_id}").state for v in views} == {"posted"}
+    totals = LedgerService(h.uow).totals()
+    assert totals.cache_mismatches == ()
+    assert totals.unbalanced_transfers == ()
+    assert totals.external_chain == 6 * COIN
+
+
+def test_payouts_wait_for_the_allowance_counting_unmined_ones_and_skip_what_does_not_fit(
+    anvil: Anvil, fresh_db_url: str
+) -> None:
+    h = make_settlement(anvil, fresh_db_url, max_batch=1, params={"payout_limit": 5 * COIN})
+    try:
+        bob = h.creator()
+        wallet = h.link(bob)
+        _earn(h, bob, 20 * COIN)
+        first, second, small = (h.withdrawal(bob, wallet, a) for a in (3 * COIN, 3 * COIN, COIN))
+        for r in (first, second, small):
+            h.withdrawals.request(r)
+        # one step, nothing mined yet: 3 goes, the second 3 does not fit the 2 left, the 1 does
+        report = h.withdrawals.step()
+        assert report.submitted == 2
+        states = {r.id: h.withdrawals.get(r.id).state for r in (first, second, small)}
+        assert states == {first.id: "submitted", second.id: "requested", small.id: "submitted"}
+        h.drive(_confirmed(h, first.id, small.id))
+        assert {h.withdrawals.get(r.id).state for r in (first, small)} == {"confirmed"}
+        view = h.withdrawals.get(second.id)
+        assert (view.state, view.failure_reason) == ("requested", None)  # waiting, never failed
+        h.advance(86_400)  # the rolling window refills
+        h.drive(_confirmed(h, second.id))
+        assert h.withdrawals.get(second.id).state == "confirmed"
+        assert h.vault.balance_of(wallet.address) == 7 * COIN
+        assert [t.state.value for t in h.txm.txs() if t.purpose == "payout"] == ["confirmed"] * 3
+    finally:
+        h.close()
+
+
+def test_a_payout_reverted_by_the_allowance_is_queued_again_not_failed(anvil: Anvil, fresh_db_url: str) -> None:
+    h = make_settlement(anvil, fresh_db_url, params={"payout_limit": 5 * COIN})
+    try:
+        bob = h.creator()
+        wallet = h.link(bob)
+        _earn(h, bob, 20 * COIN)
+        req = h.withdrawal(bob, wallet, 3 * COIN)
+        h.withdrawals.request(req)
+        assert h.withdrawals.submit_batch()  # signed at 5 available, not yet sent
+        h.vault.set_payout_limit(COIN, 86_400, account=h.admin)  # the window shrinks before it is mined
+        for _ in range(6):
+            h.txm.tick()
+            h.withdrawals.handle_outcomes()
+            h.mine()
+        view = h.withdrawals.get(req.id)
+        assert view.state == "requested"
+        assert view.failure_reason is not None
+        assert "CoinVaultPayoutAllowanceExceeded" in view.failure_reason
+        assert h.services.accounts.get(bob).balances.held == 3 * COIN  # still reserved
+        assert [t.state.value for t in h.txm.txs() if t.purpose == "payout"] == ["reverted"]
+        assert not h.withdrawals.submit_batch()  # 1 available < 3: waits, no doomed tx
+        h.vault.set_payout_limit(5 * COIN, 86_400, account=h.admin)
+        h.advance(86_400)
+        h.drive(_confirmed(h, req.id))
+        assert h.withdrawals.get(req.id).state == "confirmed"
+        assert h.vault.balance_of(wallet.address) == 3 * COIN
+    finally:
+        h.close()
+
+
+def test_a_submitted_withdrawal_shows_its_payout_tx_hash(settle: Settlement) -> None:
+    h = settle
+    bob = h.creator()
+    wallet = h.link(bob)
+    _earn(h, bob, 10 * COIN)
+    req = h.withdrawal(bob, wallet, 2 * COIN)
+    h.withdrawals.request(req)
+    assert h.withdrawals.get(req.id).tx_hash is None  # requested: nothing signed yet
+    assert h.withdrawals.submit_batch()
+    view = h.withdrawals.get(req.id)
+    [payout] = [t for t in h.txm.txs() if t.purpose == "payout"]
+    assert view.state == "submitted"
+    assert view.tx_hash == payout.attempts[-1].tx_hash
+    h.drive(_confirmed(h, req.id))
+    assert h.withdrawals.get(req.id).tx_hash == view.tx_hash

@@ -128,6 +128,18 @@ def test_worker_runs_the_loop_and_stops_cleanly_on_sigterm(bed: Bed, env: dict[s
             bed.mine(2)
             poll("the deposit credited by the worker", lambda: ledger.services.accounts.get(user).balances.coins)
             assert ledger.services.accounts.get(user).balances.coins == 2_500_000
+            live = subprocess.run(
+                [TOKENBRIDGE, "status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert live.returncode == 0, live.stdout + live.stderr
+            worker_view = json.loads(live.stdout)["worker"]
+            assert worker_view["live"] is True
+            (signer,) = worker_view["signers"]
+            assert signer["address"] == BRIDGE.address
+            assert int(signer["lease_holder"].split(":")[-2]) == worker.pid
+            assert signer["bridge_role"] is True
+            assert 0 <= signer["heartbeat_age_s"] < 60  # renewed every round (0.2 s); TTL 60 s
+            assert 0 < signer["lease_expires_in_s"] <= 60
         finally:
             code = stop(worker)
         output = (tmp_path / "worker.log").read_text()
@@ -171,11 +183,19 @@ def test_status_exits_zero_without_alarms(env: dict[str, str], monkeypatch: pyte
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     assert status["ok"] is True
+    assert (status["exit_code"], status["problems"]) == (0, [])
     assert status["alarms"] == []
     assert status["solvency"]["reserve"] == 0
+    assert status["chain"]["reachable"] is True
+    assert status["chain"]["chain_id"] == 31337
+    assert status["contracts"]["vault"] == env["TOKENBRIDGE_VAULT_ADDRESS"]
+    assert status["contracts"]["vault_paused"] is False
+    assert status["worker"] == {"live": False, "signers": []}  # no worker has run against this database
+    assert "no worker holds a signer lease (worker stopped or never started)" in status["warnings"]
     human = CliRunner().invoke(app, ["status"])
     assert human.exit_code == 0
     assert "alarms: none" in human.stdout
+    assert "status: OK" in human.stdout
 
 
 class FakeLease:

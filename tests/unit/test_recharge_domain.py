@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tokenbridge.domain.errors import InvalidAmount, InvalidInput, InvalidSignature
 from tokenbridge.domain.recharge import (
+    WebhooksNotConfigured,
     apply_recharge,
     apply_reversal,
     parse_event,
@@ -87,9 +88,41 @@ def test_other_schemes_are_ignored_and_v1_still_needed() -> None:
     verify_signature(BODY, header + f",v1={sign(NEW, NOW, BODY)}", [NEW], NOW)
 
 
-def test_no_secret_configured() -> None:
-    with pytest.raises(InvalidSignature):
+def test_no_secret_configured_is_a_server_error_not_a_bad_signature() -> None:
+    with pytest.raises(WebhooksNotConfigured) as info:
         verify_signature(BODY, signature_header([NEW], NOW, BODY), [], NOW)
+    assert (info.value.status, info.value.code) == (503, "webhooks-not-configured")
+    assert not isinstance(info.value, InvalidSignature)
+
+
+_GOOD = sign(NEW, NOW, BODY)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(f"t={NOW},v1={_GOOD[:-1]}\u00e9", id="latin1-in-v1"),  # 64 chars, one not ASCII
+        pytest.param(f"t={NOW},v1={_GOOD[:-2]}\u00ff\u00fe", id="latin1-bytes"),
+        pytest.param(f"t={NOW},v1={'g' * 64}", id="non-hex"),
+        pytest.param(f"t={NOW},v1={_GOOD[:-2]}", id="short"),
+        pytest.param(f"t={NOW},v1={_GOOD}00", id="long"),
+        pytest.param(f"t={NOW},v1=", id="empty-v1"),
+        pytest.param(f"t={NOW},v1={_GOOD},v1=zz", id="one-good-one-malformed"),
+        pytest.param(f"t=,v1={_GOOD}", id="empty-t"),
+        pytest.param(f"t=\u0661\u0662,v1={_GOOD}", id="non-ascii-digits-t"),
+        pytest.param(f"t={'9' * 13},v1={_GOOD}", id="huge-t"),
+        pytest.param(f"t={NOW},t={NOW + 1},v1={_GOOD}", id="duplicate-t"),
+        pytest.param(f"t=1e9,v1={_GOOD}", id="float-t"),
+        pytest.param(f"t=\u00e9{NOW},v1={_GOOD}", id="latin1-in-t"),
+    ],
+)
+def test_malformed_signature_values_are_invalid_signature_never_a_type_error(header: str) -> None:
+    with pytest.raises(InvalidSignature):
+        verify_signature(BODY, header, [NEW], NOW)
+
+
+def test_upper_case_hex_signature_still_verifies() -> None:
+    verify_signature(BODY, f"t={NOW},v1={_GOOD.upper()}", [NEW], NOW)
 
 
 def test_parse_event() -> None:

@@ -401,3 +401,38 @@ def test_reserve_solvent_insolvent_and_uncommitted() -> None:
 def test_reserve_refuses_a_vault_without_code() -> None:
     with pytest.raises(InvalidInput, match="no contract"):
         verify_reserve(FakeReader(has_code=False))
+
+
+# --- the vault the document names vs the deployment's --------------------------------------------
+
+
+def test_without_a_known_deployment_the_vault_is_flagged_as_the_documents_own(
+    world: tuple[FakeReader, dict[str, Any]], ledger: tuple[FakeReader, dict[str, Any]]
+) -> None:
+    for verdict in (_verify(*world), _verify_balance(*ledger)):
+        assert verdict.ok
+        assert "vault_is_deployment" not in {c.name for c in verdict.checks}
+        assert len(verdict.warnings) == 1
+        assert f"the vault address {VAULT} came from the document itself" in verdict.warnings[0]
+        assert verdict.to_json()["warnings"] == list(verdict.warnings)
+        assert verdict.facts["vault source"] == "document (unverified)"
+
+
+def test_vault_is_deployment_passes_for_the_deployment_and_fails_for_another_vault(
+    world: tuple[FakeReader, dict[str, Any]], ledger: tuple[FakeReader, dict[str, Any]]
+) -> None:
+    reader, receipt = world
+    b_reader, proof = ledger
+    other = "0x" + "42" * 20
+    for verify, r, doc in (
+        (verify_gift_receipt, reader, parse_gift_receipt(receipt)),
+        (verify_balance_proof, b_reader, parse_balance_proof(proof)),
+    ):
+        same = verify(doc, r, expected_vault=VAULT.upper().replace("0X", "0x"))  # case-insensitive
+        assert same.ok, same.to_json()
+        assert same.warnings == ()
+        assert same.checks[0].name == "vault_is_deployment"
+        differs = verify(doc, r, expected_vault=other)
+        assert not differs.ok
+        assert differs.failed == ["vault_is_deployment"]
+        assert other in differs.check("vault_is_deployment").detail

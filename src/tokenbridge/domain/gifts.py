@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .accounts import check_daily_limit, check_not_restricted, validate_id
 from .errors import InsufficientFunds, InvalidInput, OutstandingDebt
@@ -73,6 +73,21 @@ def check_gift(req: GiftRequest, sender: SenderState, creator: CreatorState) -> 
     check_daily_limit(sender.id, "gift", sender.gifted_today, req.amount, sender.daily_limit)
     if sender.coins < req.amount:
         raise InsufficientFunds(f"account {sender.id} has {sender.coins} coins units, gift needs {req.amount}")
+
+
+def debit_sender(req: GiftRequest, sender: SenderState, creator: CreatorState) -> SenderState:
+    """`check_gift`, then the sender's state after the gift (coins and today's total).
+
+    Batches apply this item by item to a running state, so a later item sees what the
+    earlier ones spent; the adapter writes the final state once per sender.
+    """
+    check_gift(req, sender, creator)
+    return replace(sender, coins=sender.coins - req.amount, gifted_today=sender.gifted_today + req.amount)
+
+
+def gifted_on(day: str, counter_day: str, gifted_today: int) -> int:
+    """Today's gift total: the stored counter if it is for `day`, else 0 (the day rolled)."""
+    return gifted_today if counter_day == day else 0
 
 
 def gift_posting(req: GiftRequest, creator_bps: int) -> tuple[Split, Posting]:

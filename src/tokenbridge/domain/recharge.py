@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .accounts import validate_id
-from .errors import InvalidInput, InvalidSignature
+from .errors import Conflict, InvalidInput, InvalidSignature, TokenbridgeError
 from .ledger import EXTERNAL_PAYMENTS, Posting, coins, credit, debit, debt
 from .money import validate_amount
 
@@ -26,6 +26,28 @@ REVERSAL_TYPES: frozenset[str] = frozenset({"recharge.refunded", "recharge.charg
 SIGNATURE_HEADER = "Tokenbridge-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 _MAX_HEADER_LEN = 4096
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SIGNATURE_HEX_LEN = 64  # hex of a SHA-256 HMAC
+_MAX_TIMESTAMP_DIGITS = 12
+
+
+class WebhooksNotConfigured(TokenbridgeError):
+    """No webhook secret is configured: a server misconfiguration, not the caller's fault."""
+
+    code = "webhooks-not-configured"
+    status = 503
+    title = "Webhooks not configured"
+
+
+class PaymentConflict(Conflict):
+    """An event names a known payment id with another amount or account."""
+
+    code = "payment-conflict"
+    title = "Payment id reused with another amount or account"
+
+
+def _is_hex_signature(value: str) -> bool:
+    return len(value) == _SIGNATURE_HEX_LEN and all(c in _HEX for c in value)
 
 
 def sign(secret: bytes, timestamp: int, raw_body: bytes) -> str:
@@ -37,23 +59,33 @@ def signature_header(secrets: Sequence[bytes], timestamp: int, raw_body: bytes) 
     return ",".join([f"t={timestamp}", *(f"v1={sign(s, timestamp, raw_body)}" for s in secrets)])
 
 
-def parse_signature_header(header: str | None) -> tuple[int, list[str]]:
+def parse_signature_header(header: str | None) -> tuple[int, list[bytes]]:
+    """`(t, [v1 digests as bytes])`; InvalidSignature for anything malformed.
+
+    `t` is 1-12 ASCII digits, given once; every `v1` is exactly 64 hex characters (the
+    header may arrive latin-1 decoded with any byte in it: nothing non-ASCII gets further).
+    """
     if not header:
         raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
     if len(header) > _MAX_HEADER_LEN:
         raise InvalidSignature(f"{SIGNATURE_HEADER} header too long")
+    if not header.isascii():
+        raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
     timestamp: int | None = None
-    signatures: list[str] = []
+    signatures: list[bytes] = []
     for item in header.split(","):
         key, sep, value = item.strip().partition("=")
+        value = value.strip()
         if not sep:
             raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
         if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit() or len(value) > 12:
+            if timestamp is not None or not value.isdigit() or len(value) > _MAX_TIMESTAMP_DIGITS:
                 raise InvalidSignature(f"malformed timestamp in {SIGNATURE_HEADER} header")
             timestamp = int(value)
         elif key == "v1":
-            signatures.append(value.strip().lower())
+            if not _is_hex_signature(value):
+                raise InvalidSignature(f"malformed v1 signature in {SIGNATURE_HEADER} header")
+            signatures.append(bytes.fromhex(value))
         # other schemes (v0, ...) are ignored, as Stripe does
     if timestamp is None:
         raise InvalidSignature(f"{SIGNATURE_HEADER} header has no timestamp")
@@ -71,11 +103,11 @@ def verify_signature(
 ) -> int:
     """Return the signed timestamp if some v1 matches some secret within tolerance; else InvalidSignature."""
     if not secrets:
-        raise InvalidSignature("no webhook secret is configured")
+        raise WebhooksNotConfigured("no webhook secret is configured (TOKENBRIDGE_WEBHOOK_SECRETS)")
     timestamp, signatures = parse_signature_header(header)
     matched = False
     for secret in secrets:
-        expected = sign(secret, timestamp, raw_body)
+        expected = hmac.new(secret, f"{timestamp}.".encode() + raw_body, hashlib.sha256).digest()
         for candidate in signatures:
             # no early exit: every comparison runs in constant time
             matched |= hmac.compare_digest(expected, candidate)

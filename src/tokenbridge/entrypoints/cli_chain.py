@@ -101,6 +101,7 @@ def deploy_and_record(
 
     chain_id = int(w3.eth.chain_id)
     path = deployments_dir / f"{chain_id}.json"
+    _check_writable(deployments_dir)  # before deploying: a record we cannot write is a lost deployment
     replaced: str | None = None
     if path.exists():
         try:
@@ -124,6 +125,19 @@ def deploy_and_record(
     tmp.write_text(deployment.to_json())
     tmp.replace(path)
     return DeployOutcome(deployment, path, replaced)
+
+
+def _check_writable(directory: Path) -> None:
+    """Create `directory` if needed and prove a file can be written in it, or a one-line ConfigurationError."""
+    import tempfile
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(f"cannot write deployment records in {directory}: {reason}") from None
 
 
 def _deployment_table(d: Deployment, title: str) -> Table:

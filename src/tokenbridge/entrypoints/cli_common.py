@@ -4,6 +4,11 @@ the signer (keystore, environment or anvil dev key), revert messages in words, a
 
 Secrets: a key is only ever held inside a `keystore.Signer` (no repr, no pickling); nothing here
 prints, logs or returns it. Errors name the file or the variable, never the value.
+
+Operator commands never fall back to the worker's hot key (TOKENBRIDGE_BRIDGE_PRIVATE_KEY or
+TOKENBRIDGE_BRIDGE_KEYSTORE): a command that signs needs exactly one of `--keystore`,
+`--key-env VAR` or `--dev`, and `--dev` picks the anvil dev key that holds the role the
+command needs in this deployment.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ if TYPE_CHECKING:
     from tokenbridge.adapters.chain.keystore import Signer
     from tokenbridge.adapters.chain.vault import VaultRevertError
 
-DEFAULT_KEY_ENV = "TOKENBRIDGE_BRIDGE_PRIVATE_KEY"
+DEFAULT_KEY_ENV = "TOKENBRIDGE_BRIDGE_PRIVATE_KEY"  # the worker's key: never an operator command's default
 EXIT_ERROR = 1
+NO_SIGNER = (
+    "no signer: pass --keystore PATH (with --password-env VAR or a prompt), --key-env VAR, "
+    f"or --dev on anvil (the worker's {DEFAULT_KEY_ENV} is never used by operator commands)"
+)
 
 # --- options every operator command shares ----------------------------------------------------
 
@@ -55,8 +64,21 @@ PasswordEnvOption = Annotated[
         "--password-env", help="Environment variable holding the keystore password (default: a hidden prompt)."
     ),
 ]
-KeyEnvOption = Annotated[str, typer.Option("--key-env", help="Environment variable holding the signer's private key.")]
-DevOption = Annotated[bool, typer.Option("--dev", help="Sign with anvil's first dev key (local devnets only).")]
+KeyEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key-env",
+        help="Environment variable holding the signer's private key (no default: the worker's key is never used).",
+        show_default=False,
+    ),
+]
+DevOption = Annotated[
+    bool,
+    typer.Option(
+        "--dev",
+        help="Sign with the anvil dev key that holds the role this command needs in the deployment (devnets only).",
+    ),
+]
 
 
 # --- connection and deployment record ---------------------------------------------------------
@@ -178,15 +200,47 @@ def read_password(password_env: str | None, *, what: str, confirm: bool = False)
     return SecretStr(value)
 
 
+@dataclass(frozen=True, slots=True)
+class SignerChoice:
+    """What the signer options asked for; `check()` before connecting, `load()` after."""
+
+    dev: bool = False
+    keystore: Path | None = None
+    password_env: str | None = None
+    key_env: str | None = None
+
+    def check(self) -> None:
+        """Exactly one of --keystore, --key-env, --dev; else a one-line error naming them."""
+        chosen = [
+            name for name, on in (("--keystore", self.keystore), ("--key-env", self.key_env), ("--dev", self.dev)) if on
+        ]
+        if not chosen:
+            raise ConfigurationError(NO_SIGNER)
+        if len(chosen) > 1:
+            raise InvalidInput(f"pass one signer, not {' and '.join(chosen)}")
+
+    def load(self, *, dev_key: Callable[[], str] | None = None) -> TxSigner:
+        """The signer; with --dev the key `dev_key()` returns (default: anvil's first)."""
+        self.check()
+        return load_signer(
+            dev=self.dev,
+            keystore=self.keystore,
+            password_env=self.password_env,
+            key_env=self.key_env,
+            dev_key=dev_key() if self.dev and dev_key is not None else None,
+        )
+
+
 def load_signer(
     *,
     dev: bool = False,
     keystore: Path | None = None,
     password_env: str | None = None,
-    key_env: str = DEFAULT_KEY_ENV,
+    key_env: str | None = None,
+    dev_key: str | None = None,
 ) -> TxSigner:
-    """The signer chosen by the options: `--dev`, else `--keystore`, else the key in `key_env`
-    (for the default variable also a `.env` file, or TOKENBRIDGE_BRIDGE_KEYSTORE + _PASSWORD)."""
+    """The signer chosen by the options: `--dev` (the dev key `dev_key`, default anvil's first),
+    else `--keystore`, else the key in `key_env`. There is no implicit default."""
     from eth_account import Account
 
     from tokenbridge.adapters.chain import keystore as ks
@@ -196,25 +250,42 @@ def load_signer(
     if dev:
         from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS
 
-        return TxSigner(ks.Signer(Account.from_key(DEV_PRIVATE_KEYS[0])))
+        return TxSigner(ks.Signer(Account.from_key(dev_key or DEV_PRIVATE_KEYS[0])))
     if keystore is not None:
         password = read_password(password_env, what=f"keystore {keystore}")
         return TxSigner(ks.signer_from_keystore(keystore, password))
-    if os.environ.get(key_env):
+    if key_env:
+        if not os.environ.get(key_env):
+            raise ConfigurationError(f"no signer: {key_env} is not set (--key-env names the variable holding the key)")
         return TxSigner(ks.signer_from_env(key_env))
-    if key_env == DEFAULT_KEY_ENV:
-        from tokenbridge.config import load_settings
+    raise ConfigurationError(NO_SIGNER)
 
-        settings = load_settings()  # also reads .env
-        if settings.bridge_private_key is not None or settings.bridge_keystore is not None:
-            return TxSigner(
-                ks.load_signer(
-                    keystore=settings.bridge_keystore,
-                    keystore_password=settings.bridge_keystore_password,
-                    private_key=settings.bridge_private_key,
-                )
-            )
-    raise ConfigurationError(f"no signer: pass --keystore PATH, set {key_env} (--key-env VAR), or --dev on anvil")
+
+def dev_key_for_role(has_role: Callable[[str, str], bool], role: str, recorded: str | None, vault: str) -> str:
+    """The anvil dev key holding `role` now: the record's holder first (if it is a dev key), then
+    the dev keys in order. A one-line error when none does (sign with --keystore / --key-env)."""
+    from eth_account import Account
+
+    from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS
+
+    keys = {str(Account.from_key(k).address): k for k in DEV_PRIVATE_KEYS}
+    order = sorted(keys, key=lambda a: (a != recorded, list(keys).index(a)))
+    for address in order:
+        if has_role(role, address):
+            return keys[address]
+    holder = f" (the record names {recorded})" if recorded else ""
+    raise InvalidInput(
+        f"--dev: no anvil dev key holds the {role} role of vault {vault}{holder}; sign with --keystore or --key-env"
+    )
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps` default: datetimes as ISO-8601, bytes as 0x hex, anything else as str."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
 
 
 # --- reverts in words --------------------------------------------------------------------------
@@ -329,6 +400,6 @@ def run(as_json: bool, body: Callable[[], Mapping[str, Any]], human: Callable[[M
     except Exception as exc:  # an operator command never shows a traceback
         fail(f"unexpected {type(exc).__name__}: {exc}", as_json)
     if as_json:
-        typer.echo(json.dumps({"ok": True, **result}, default=str))
+        typer.echo(json.dumps({"ok": True, **result}, default=json_default))
     else:
         human(result)

@@ -1,7 +1,9 @@
 """Operator commands: `split`, `pause`/`unpause`, `keys`, `roles` (DESIGN section 7).
 
 Every chain command takes `--rpc-url`, `--deployment` and `--json`; commands that send a
-transaction also take a signer (`--keystore` + `--password-env`, `--key-env`, or `--dev`).
+transaction need exactly one signer option (`--keystore` + `--password-env`, `--key-env`, or
+`--dev`, which picks the anvil dev key holding the needed role); there is no default signer, so
+the worker's hot key (TOKENBRIDGE_BRIDGE_PRIVATE_KEY) is never used by accident.
 Errors are one line on stderr and exit 1; a revert is described in words with its custom
 error's name. Keys are never printed. See docs/operator-commands.md for the runbooks.
 """
@@ -19,7 +21,6 @@ import typer
 from tokenbridge.domain.errors import ChainError, ConfigurationError, InvalidInput
 from tokenbridge.entrypoints import cli_common as common
 from tokenbridge.entrypoints.cli_common import (
-    DEFAULT_KEY_ENV,
     DeploymentOption,
     DevOption,
     JsonOption,
@@ -58,20 +59,33 @@ def _target(
     rpc_url: str | None,
     deployment: Path | None,
     *,
-    dev: bool = False,
-    keystore: Path | None = None,
-    password_env: str | None = None,
-    key_env: str | None = None,
+    signer: common.SignerChoice | None = None,
+    role: str | None = None,
 ) -> _Target:
-    """Connect, load the record, and (when `key_env` is given, i.e. a writing command) the signer."""
+    """Connect, load the record, and (for a writing command: `signer` given) the signer for `role`.
+
+    The signer options are checked before anything is read from the network. With `--dev` the
+    anvil dev key holding `role` in this deployment is used (not always the first one).
+    """
     from tokenbridge.adapters.chain.vault import VaultClient
 
+    if signer is not None:
+        signer.check()
     w3 = common.connect(rpc_url)
     record, path = common.load_deployment(w3, deployment)
-    signer = None
-    if key_env is not None:
-        signer = common.load_signer(dev=dev, keystore=keystore, password_env=password_env, key_env=key_env)
-    return _Target(w3, record, path, VaultClient(w3, record.vault, account=signer), signer)
+    client = VaultClient(w3, record.vault)
+    tx_signer = None
+    if signer is not None:
+        needed = role or "admin"
+        tx_signer = signer.load(
+            dev_key=lambda: common.dev_key_for_role(client.has_role, needed, getattr(record, needed), record.vault)
+        )
+        client.account = tx_signer
+    return _Target(w3, record, path, client, tx_signer)
+
+
+def _choice(dev: bool, keystore: Path | None, password_env: str | None, key_env: str | None) -> common.SignerChoice:
+    return common.SignerChoice(dev=dev, keystore=keystore, password_env=password_env, key_env=key_env)
 
 
 CalldataOption = Annotated[
@@ -101,9 +115,9 @@ def _calldata_human(r: Mapping[str, Any]) -> bool:
     return True
 
 
-def _signer_or_none(calldata: bool, key_env: str) -> str | None:
-    """`_target`'s key_env: None (no signer loaded) when only printing calldata."""
-    return None if calldata else key_env
+def _signer_or_none(calldata: bool, choice: common.SignerChoice) -> common.SignerChoice | None:
+    """`_target`'s signer: None (no key loaded, none required) when only printing calldata."""
+    return None if calldata else choice
 
 
 def _echo_lines(pairs: list[tuple[str, Any]]) -> None:
@@ -164,7 +178,7 @@ def split_propose(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
@@ -177,10 +191,8 @@ def split_propose(
         t = _target(
             rpc_url,
             deployment,
-            dev=dev,
-            keystore=keystore,
-            password_env=password_env,
-            key_env=_signer_or_none(calldata, key_env),
+            signer=_signer_or_none(calldata, _choice(dev, keystore, password_env, key_env)),
+            role="admin",
         )
         if calldata:
             return _calldata(t, "proposeCreatorBps", bps)
@@ -210,7 +222,7 @@ def split_apply(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
@@ -221,10 +233,8 @@ def split_apply(
         t = _target(
             rpc_url,
             deployment,
-            dev=dev,
-            keystore=keystore,
-            password_env=password_env,
-            key_env=_signer_or_none(calldata, key_env),
+            signer=_signer_or_none(calldata, _choice(dev, keystore, password_env, key_env)),
+            role="admin",
         )
         if calldata:
             return _calldata(t, "applyCreatorBps")
@@ -245,7 +255,7 @@ def split_cancel(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
@@ -256,10 +266,8 @@ def split_cancel(
         t = _target(
             rpc_url,
             deployment,
-            dev=dev,
-            keystore=keystore,
-            password_env=password_env,
-            key_env=_signer_or_none(calldata, key_env),
+            signer=_signer_or_none(calldata, _choice(dev, keystore, password_env, key_env)),
+            role="admin",
         )
         if calldata:
             return _calldata(t, "cancelCreatorBps")
@@ -291,10 +299,11 @@ def _switch(
     coin: bool,
     rpc_url: str | None,
     deployment: Path | None,
-    signer_options: dict[str, Any],
+    signer: common.SignerChoice,
     calldata: bool = False,
 ) -> dict[str, Any]:
-    t = _target(rpc_url, deployment, **signer_options)
+    role = "pauser" if pause else "admin"
+    t = _target(rpc_url, deployment, signer=_signer_or_none(calldata, signer), role=role)
     if calldata:
         return _calldata(t, ("pause" if pause else "unpause") + ("Coin" if coin else ""))
     target = "coin" if coin else "vault"
@@ -328,15 +337,15 @@ def pause_command(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Pauser: halt mint, settle, payout, deposit and burn (--coin: halt every CreatorCoin transfer)."""
-    options = {"dev": dev, "keystore": keystore, "password_env": password_env, "key_env": key_env}
+    choice = _choice(dev, keystore, password_env, key_env)
     common.run(
         as_json,
-        lambda: _switch(pause=True, coin=coin, rpc_url=rpc_url, deployment=deployment, signer_options=options),
+        lambda: _switch(pause=True, coin=coin, rpc_url=rpc_url, deployment=deployment, signer=choice),
         _switch_human,
     )
 
@@ -347,22 +356,17 @@ def unpause_command(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Admin: resume the vault (--coin: resume CreatorCoin transfers). The pauser cannot unpause."""
-    options = {
-        "dev": dev,
-        "keystore": keystore,
-        "password_env": password_env,
-        "key_env": _signer_or_none(calldata, key_env),
-    }
+    choice = _choice(dev, keystore, password_env, key_env)
     common.run(
         as_json,
         lambda: _switch(
-            pause=False, coin=coin, rpc_url=rpc_url, deployment=deployment, signer_options=options, calldata=calldata
+            pause=False, coin=coin, rpc_url=rpc_url, deployment=deployment, signer=choice, calldata=calldata
         ),
         _switch_human,
     )
@@ -480,7 +484,7 @@ def roles_grant(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
@@ -492,10 +496,8 @@ def roles_grant(
         t = _target(
             rpc_url,
             deployment,
-            dev=dev,
-            keystore=keystore,
-            password_env=password_env,
-            key_env=_signer_or_none(calldata, key_env),
+            signer=_signer_or_none(calldata, _choice(dev, keystore, password_env, key_env)),
+            role="admin",
         )
         if calldata:
             return _calldata(t, "grantRole", _role_id(name), who)
@@ -523,7 +525,7 @@ def roles_revoke(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     calldata: CalldataOption = False,
     as_json: JsonOption = False,
@@ -538,10 +540,8 @@ def roles_revoke(
         t = _target(
             rpc_url,
             deployment,
-            dev=dev,
-            keystore=keystore,
-            password_env=password_env,
-            key_env=_signer_or_none(calldata, key_env),
+            signer=_signer_or_none(calldata, _choice(dev, keystore, password_env, key_env)),
+            role="admin",
         )
         if calldata:
             return _calldata(t, "revokeRole", _role_id(name), who)
@@ -577,7 +577,7 @@ def roles_transfer_admin(
     deployment: DeploymentOption = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = None,
-    key_env: KeyEnvOption = DEFAULT_KEY_ENV,
+    key_env: KeyEnvOption = None,
     dev: DevOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -585,7 +585,7 @@ def roles_transfer_admin(
 
     def body() -> dict[str, Any]:
         new = common.checksum(to, "--to")
-        t = _target(rpc_url, deployment, dev=dev, keystore=keystore, password_env=password_env, key_env=key_env)
+        t = _target(rpc_url, deployment, signer=_choice(dev, keystore, password_env, key_env), role="admin")
         assert t.signer is not None
         me = t.signer.address
         if new == me:

@@ -3,6 +3,10 @@
 Exit codes: 0 every check passed, 1 a check failed, 2 the input could not be checked at all
 (malformed JSON, wrong format tag, unreachable RPC, wrong chain id, no vault) -- printed as
 one line, never a traceback. `--json` prints exactly one JSON object on stdout.
+
+`gift` and `balance` read the deployment's vault when it is known (`--vault`, else
+deployments/<chain id>.json) and check the document names it (`vault_is_deployment`); otherwise
+they read the document's vault and warn that it is only the document's claim.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
 
 from tokenbridge.domain.errors import InvalidInput, TokenbridgeError
@@ -32,7 +37,16 @@ RpcOption = Annotated[
     str | None, typer.Option("--rpc", "--rpc-url", help="JSON-RPC URL of a node (default: $TOKENBRIDGE_RPC_URL).")
 ]
 VaultOption = Annotated[
-    str | None, typer.Option("--vault", help="Vault address to check against (overrides the document's).")
+    str | None,
+    typer.Option(
+        "--vault",
+        help="The deployment's vault address: read instead of the document's, and the document must name it "
+        "(default: deployments/<chain id>.json).",
+    ),
+]
+DeploymentsDirOption = Annotated[
+    Path | None,
+    typer.Option("--deployments-dir", help="Where <chain_id>.json is read (default: $TOKENBRIDGE_DEPLOYMENTS_DIR)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
@@ -87,6 +101,8 @@ def _show(verdict: Verdict, as_json: bool) -> None:
             console.print(f"[bold green]{verdict.headline.upper()}[/]: every check passed ({len(verdict.checks)})")
         else:
             console.print(f"[bold red]{verdict.headline.upper()}[/]: failed {', '.join(verdict.failed)}")
+        for warning in verdict.warnings:
+            console.print(Panel(warning, title="WARNING", title_align="left", border_style="bold yellow"))
     raise typer.Exit(EXIT_OK if verdict.ok else EXIT_MISMATCH)
 
 
@@ -106,20 +122,28 @@ def _reader(rpc: str | None, vault: str) -> ChainReader:
     return Web3ChainReader.connect(_rpc_url(rpc), vault)
 
 
+def _trusted_vault(vault: str | None, chain_id: int, deployments_dir: Path | None) -> str | None:
+    """The deployment's vault: `--vault`, else deployments/<chain_id>.json, else None (unknown)."""
+    return vault or _recorded_vault(chain_id, deployments_dir)
+
+
 def gift_command(
     receipt: Annotated[
         str, typer.Argument(help="Gift receipt JSON file (tokenbridge-gift-receipt/v1), or - for stdin.")
     ],
     rpc: RpcOption = None,
     vault: VaultOption = None,
+    deployments_dir: DeploymentsDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Verify a gift receipt: leaf, Merkle proof, split at the epoch's on-chain rate, verifyGift."""
+    """Verify a gift receipt: leaf, Merkle proof, split at the epoch's on-chain rate, verifyGift,
+    and that its vault is the deployment's (warns when no deployment is known)."""
     from tokenbridge.services.verify import parse_gift_receipt, verify_gift_receipt
 
     def body() -> Verdict:
         doc = parse_gift_receipt(_read_document(receipt))
-        return verify_gift_receipt(doc, _reader(rpc, vault or doc.vault))
+        trusted = _trusted_vault(vault, doc.chain_id, deployments_dir)
+        return verify_gift_receipt(doc, _reader(rpc, trusted or doc.vault), expected_vault=trusted)
 
     _run(as_json, body)
 
@@ -130,14 +154,17 @@ def balance_command(
     ],
     rpc: RpcOption = None,
     vault: VaultOption = None,
+    deployments_dir: DeploymentsDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Verify a balance proof: account key, Merkle-sum path, the vault's commitment, verifyLiability."""
+    """Verify a balance proof: account key, Merkle-sum path, the vault's commitment, verifyLiability,
+    and that its vault is the deployment's (warns when no deployment is known)."""
     from tokenbridge.services.verify import parse_balance_proof, verify_balance_proof
 
     def body() -> Verdict:
         doc = parse_balance_proof(_read_document(proof))
-        return verify_balance_proof(doc, _reader(rpc, vault or doc.vault))
+        trusted = _trusted_vault(vault, doc.chain_id, deployments_dir)
+        return verify_balance_proof(doc, _reader(rpc, trusted or doc.vault), expected_vault=trusted)
 
     _run(as_json, body)
 
@@ -148,12 +175,7 @@ def reserve_command(
         str | None,
         typer.Option("--vault", help="Vault address (default: deployments/<chain id>.json of the RPC's chain)."),
     ] = None,
-    deployments_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--deployments-dir", help="Where <chain_id>.json is read (default: $TOKENBRIDGE_DEPLOYMENTS_DIR)."
-        ),
-    ] = None,
+    deployments_dir: DeploymentsDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Verify the reserve: the vault's token balance covers the latest committed liabilities."""
@@ -168,14 +190,27 @@ def reserve_command(
     _run(as_json, body)
 
 
-def _deployed_vault(chain_id: int, deployments_dir: Path | None) -> str:
+def _deployments_dir(deployments_dir: Path | None) -> Path:
     if deployments_dir is None:
         from tokenbridge.config import load_settings
 
         deployments_dir = load_settings().deployments_dir
-    path = deployments_dir / f"{chain_id}.json"
-    if not path.exists():
+    return deployments_dir
+
+
+def _deployed_vault(chain_id: int, deployments_dir: Path | None) -> str:
+    vault = _recorded_vault(chain_id, deployments_dir)
+    if vault is None:
+        path = _deployments_dir(deployments_dir) / f"{chain_id}.json"
         raise InvalidInput(f"no --vault given and no deployment record {path} for chain {chain_id}")
+    return vault
+
+
+def _recorded_vault(chain_id: int, deployments_dir: Path | None) -> str | None:
+    """The vault of deployments/<chain_id>.json; None when there is no record, InvalidInput when it is broken."""
+    path = _deployments_dir(deployments_dir) / f"{chain_id}.json"
+    if not path.exists():
+        return None
     try:
         vault = json.loads(path.read_text())["vault"]
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -1,7 +1,7 @@
 """`tokenbridge worker`: the one loop that connects the ledger to the vault.
 
     wait for the signer's lease (another holder's live lease -> wait, poll, never send)
-    connect to the node, txmanager.recover()
+    connect to the node (builds every step; a wiring error ends the start-up), txmanager.recover()
     loop: renew lease -> txmanager.tick -> epochs.step -> withdrawals.step -> deposits.step
           -> ledger fold every `fold_s` -> sleep `poll_s`
     SIGTERM / SIGINT: finish the current step, release the lease, exit 0
@@ -35,6 +35,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from tokenbridge.domain.errors import ConfigurationError
 
 log = logging.getLogger("tokenbridge.worker")
+
+
+class StartupError(ConfigurationError):
+    """The worker cannot be wired (a bug or a bad deployment): stop instead of retrying."""
+
+
+# raised by a start-up action, these end the worker: retrying cannot fix a wiring error (an
+# AttributeError/TypeError while building the steps becomes a StartupError); node and database
+# errors are retried
+FATAL_AT_STARTUP: tuple[type[BaseException], ...] = (StartupError, ImportError, NameError)
 
 
 class Lease(Protocol):
@@ -157,7 +167,10 @@ class Worker:
             try:
                 action()
                 return True
-            except Exception as exc:  # every failure is logged and retried
+            except FATAL_AT_STARTUP as exc:
+                log.error("%s failed for good (%s: %s); the worker stops", name, type(exc).__name__, exc)
+                raise
+            except Exception as exc:  # transient failures (node, database) are logged and retried
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning("%s failed (%s: %s); retrying in %.1f s", name, type(exc).__name__, exc, delay)
@@ -312,9 +325,10 @@ def _chain_steps(
     parts: _Parts,
 ) -> dict[str, Callable[[], object]]:
     from tokenbridge.adapters.chain.indexer import Web3DepositSource
-    from tokenbridge.adapters.chain.txmanager import TxManager
+    from tokenbridge.adapters.chain.txmanager import GWEI, TxManager
     from tokenbridge.adapters.chain.vault import VaultClient
     from tokenbridge.services.deposits import DepositService
+    from tokenbridge.services.withdrawals import build_settlement
 
     actual = int(w3.eth.chain_id)
     if actual != settings.chain_id:
@@ -326,38 +340,26 @@ def _chain_steps(
         signer,
         chain_id=settings.chain_id,
         confirmations=settings.confirmations,
+        reprice_after_s=settings.tx_reprice_after_seconds,
+        fee_bump_pct=settings.tx_fee_bump_pct,
+        max_in_flight=settings.tx_max_in_flight,
+        max_fee_per_gas=int(settings.tx_max_fee_gwei * GWEI),
         lease_holder=holder,
         lease_ttl_s=settings.worker_lease_ttl_seconds,
+        fence=True,  # only the live lease holder writes chain work
     )
     parts.txm = txm
-    steps: dict[str, Callable[[], object]] = {"txmanager": txm.tick}
+    # a wiring error here (missing module, setting or argument) is a bug, not a node hiccup: it
+    # ends the start-up (`StartupError`) instead of silently running without epochs or payouts
     try:
-        from tokenbridge.domain.epoch import EpochPolicy
-        from tokenbridge.services.chain_rate import ChainRate
-        from tokenbridge.services.epochs import EpochService
-
-        rate = ChainRate(vault, ttl_s=settings.chain_rate_cache_seconds)
-        policy = EpochPolicy(
-            max_age_s=settings.epoch_max_age_seconds,
-            max_gifts=settings.epoch_max_gifts,
-            rate_lead_s=settings.epoch_rate_lead_seconds,
-        )
-        steps["epochs"] = EpochService(uow, txm, cast(Any, vault), rate, chain_id=settings.chain_id, policy=policy).step
-    except (ImportError, AttributeError, TypeError) as exc:
-        log.error("epochs step unavailable (%s: %s); running without it", type(exc).__name__, exc)
-    try:
-        from tokenbridge.services.withdrawals import WithdrawalService
-
-        steps["withdrawals"] = WithdrawalService(
-            uow,
-            txm,
-            cast(Any, vault),
-            chain_id=settings.chain_id,
-            min_amount=settings.withdrawal_min_amount,
-            daily_cap=settings.withdrawal_daily_cap,
-        ).step
-    except (ImportError, AttributeError, TypeError) as exc:
-        log.error("withdrawals step unavailable (%s: %s); running without it", type(exc).__name__, exc)
+        settlement = build_settlement(settings, uow, txm, cast(Any, vault))
+    except (ImportError, AttributeError, TypeError, NameError) as exc:
+        raise StartupError(f"cannot build the settlement steps: {type(exc).__name__}: {exc}") from exc
+    steps: dict[str, Callable[[], object]] = {
+        "txmanager": txm.tick,
+        "epochs": settlement.epochs.step,
+        "withdrawals": settlement.withdrawals.step,
+    }
     start = settings.deposit_start_block if settings.deposit_start_block is not None else deploy_block
     if start is None:
         log.warning("no deposit start block known (TOKENBRIDGE_DEPOSIT_START_BLOCK): reading deposits from block 0")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 
+from tokenbridge.adapters.db.migrate import translate_errors
 from tokenbridge.adapters.db.models import ApiKey
 from tokenbridge.adapters.db.uow import UnitOfWorkFactory
 from tokenbridge.domain.accounts import validate_id
@@ -17,6 +19,21 @@ from tokenbridge.services._common import Clock, utc_clock
 from tokenbridge.services.views import ApiKeyInfo, ApiKeyScope
 
 KEY_PREFIX = "tb_"
+
+# Bumped by every revocation in this process: authentication caches compare it to the value
+# they stored with an entry, so a key revoked here stops working at once in this process.
+_revocations = [0]
+_revocations_lock = threading.Lock()
+
+
+def revocation_generation() -> int:
+    """How many revocations this process has made (cached authentications older than it are stale)."""
+    return _revocations[0]
+
+
+def _bump_revocations() -> None:
+    with _revocations_lock:
+        _revocations[0] += 1
 
 
 def hash_key(plaintext: str) -> str:
@@ -41,7 +58,7 @@ class ApiKeyService:
         if account_id is not None:
             account_id = validate_id(account_id, "account_id")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._uow.write() as uow:
+        with translate_errors(), self._uow.write() as uow:
             if account_id is not None and uow.accounts.get(account_id) is None:
                 raise NotFound(f"account {account_id} not found")
             row = ApiKey(
@@ -66,15 +83,17 @@ class ApiKeyService:
             return _info(row)
 
     def list(self) -> list[ApiKeyInfo]:
-        with self._uow.read() as uow:
+        with translate_errors(), self._uow.read() as uow:
             return [_info(r) for r in uow.api_keys.all()]
 
     def revoke(self, key_id: str) -> ApiKeyInfo:
-        with self._uow.write() as uow:
+        with translate_errors(), self._uow.write() as uow:
             row = uow.api_keys.get(key_id)
             if row is None:
                 raise NotFound(f"api key {key_id} not found")
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
             uow.commit()
-            return _info(row)
+            info = _info(row)
+        _bump_revocations()
+        return info

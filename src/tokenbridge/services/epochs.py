@@ -10,7 +10,8 @@ nothing. Flow (docs/settlement.md):
    rate other than the vault's are re-split; per creator, one ledger transfer makes the
    ledger credit equal the vault's `floor(G * bps / 10000)`; credits, chunks and the gift
    root are stored; a new open epoch starts.
-2. `submit_closed()`: every chunk's `settleGifts` goes to the tx manager; epoch -> submitted.
+2. `submit_closed()`: the chunks' `settleGifts` go to the tx manager in order, as many as
+   it has room for (the rest stay `pending` for the next step); epoch -> submitted.
 3. outcomes: a confirmed chunk is recorded; a reverted chunk that the vault shows settled
    (a duplicate send) counts as done, otherwise it is re-submitted; a superseded one is
    re-submitted. All chunks confirmed -> the epoch is settled and its gifts `settled`.
@@ -18,7 +19,12 @@ nothing. Flow (docs/settlement.md):
    and burn outbox rows are batched (mintForRecharges / burnForRefunds) and the Merkle-sum
    tree of all in-app balances is built and submitted (commitLiabilities). The tx manager's
    nonce order puts the batches before the commitment, so when it executes the vault holds
-   what the tree says (in-flight payouts are excluded, see docs).
+   what the tree says (in-flight payouts and mints not batched are excluded, see docs). A
+   total above the projected reserve is never committed: an alarm is raised and the
+   commitment waits.
+5. A settle chunk, mint/burn row or commitment whose tx failed `max_attempts` times is
+   marked `stuck` with an alarm (`tokenbridge status`); clearing the alarm
+   (`tokenbridge alarms clear`) sends it again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from tokenbridge.adapters.chain.txmanager import TxBackpressure, TxOutcome
 from tokenbridge.adapters.db.models import Account, Gift, OutboxItem, PaymentEvent, SystemBalance, Transfer, TransferLeg
+from tokenbridge.adapters.db.models_deposits import DepositStore
 from tokenbridge.adapters.db.models_settlement import (
     ChainBatch,
     ChainBatchItem,
@@ -84,6 +91,37 @@ PURPOSE_SETTLE = "settle"
 PURPOSE_MINT = "mint"
 PURPOSE_BURN = "burn"
 PURPOSE_LIABILITIES = "liabilities"
+DEFAULT_MAX_ATTEMPTS = 5
+STUCK = "stuck"
+# alarms (the `alarms` table, shown by `tokenbridge status`); kind -> scope
+ALARM_SETTLE_STUCK = "settle_stuck"  # scope epoch:<id>
+ALARM_LIABILITIES_STUCK = "liabilities_stuck"  # scope epoch:<id>
+ALARM_LIABILITIES_UNBACKED = "liabilities_unbacked"  # scope liabilities
+ALARM_OUTBOX_STUCK = "{kind}_stuck"  # mint_stuck / burn_stuck, scope outbox:<kind>
+_UNMINED = (TxState.SIGNED.value, TxState.BROADCAST.value)
+
+
+def unmined_spend(s: Session, window: str) -> int:
+    """Units signed or sent but not yet mined that will consume a vault allowance window: the
+    chain's `available` does not show them yet. `mint`: mint batches; `payout`: payouts and
+    burns (burnForRefunds draws on the payout window too)."""
+    kinds = ["mint"] if window == "mint" else ["burn"]
+    total = int(
+        s.execute(
+            select(func.coalesce(func.sum(ChainBatch.amount), 0))
+            .join(ChainTx, ChainTx.id == ChainBatch.chain_tx_id)
+            .where(ChainBatch.kind.in_(kinds), ChainBatch.state == "submitted", ChainTx.state.in_(_UNMINED))
+        ).scalar_one()
+    )
+    if window == "payout":
+        total += int(
+            s.execute(
+                select(func.coalesce(func.sum(Withdrawal.amount), 0))
+                .join(ChainTx, ChainTx.id == Withdrawal.chain_tx_id)
+                .where(Withdrawal.state == "submitted", ChainTx.state.in_(_UNMINED))
+            ).scalar_one()
+        )
+    return total
 
 
 def _hex(b: bytes) -> str:
@@ -298,7 +336,10 @@ class EpochService:
         policy: EpochPolicy | None = None,
         chunk_size: int | None = None,
         clock: Clock = utc_clock,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
+        if max_attempts < 1:
+            raise InvalidInput("max_attempts must be >= 1")
         self._uow = uow
         self._txm = txm
         self._vault = vault
@@ -307,6 +348,7 @@ class EpochService:
         self.policy = policy or EpochPolicy()
         self._chunk_size = chunk_size
         self._clock = clock
+        self.max_attempts = max_attempts
         # trees of settled epochs / committed liabilities never change: keep the last few built
         self._gift_trees: dict[int, StandardMerkleTree] = {}
         self._liability_trees: dict[int, MerkleSumTree] = {}
@@ -320,6 +362,7 @@ class EpochService:
     def step(self) -> StepReport:
         """One round: apply outcomes, close if due, submit, flush the outbox, commit liabilities."""
         report = StepReport()
+        self.resume_cleared()
         report.handled += self.handle_outcomes()
         report.settled = self.settled_since_last()
         report.closed = self.maybe_close()
@@ -332,6 +375,67 @@ class EpochService:
         except TxBackpressure as exc:
             report.waiting = str(exc)
         return report
+
+    # -- stuck work and alarms ---------------------------------------------------------------
+
+    def _alarm(self, s: Session, kind: str, scope: str, detail: str) -> None:
+        """Open an alarm (once per kind and scope) in the caller's transaction; log at ERROR when it
+        opens (at WARNING while it stays open, e.g. a commitment retried every step)."""
+        _, created = DepositStore(s).raise_alarm(kind, scope, detail, self._clock())
+        log.log(logging.ERROR if created else logging.WARNING, "ALARM %s [%s]: %s", kind, scope, detail)
+
+    def _gives_up(self, attempts: int) -> bool:
+        """After every `max_attempts` failed sends the item stops until its alarm is cleared."""
+        return attempts > 0 and attempts % self.max_attempts == 0
+
+    def stuck(self) -> dict[str, list[str]]:
+        """What is stopped and waits for an operator: settle chunks, commitments, outbox rows."""
+        with self._uow.read() as uow:
+            s = uow.session
+            chunks = s.execute(
+                select(EpochChunk.epoch_id, EpochChunk.chunk_index).where(EpochChunk.state == STUCK)
+            ).all()
+            commits = s.scalars(select(Epoch.id).where(Epoch.liabilities_state == STUCK)).all()
+            rows = s.execute(
+                select(OutboxItem.kind, OutboxItem.id).where(OutboxItem.state == STUCK).order_by(OutboxItem.id)
+            ).all()
+        return {
+            "settle": [f"epoch:{e}:chunk:{i}" for e, i in chunks],
+            "liabilities": [f"epoch:{e}" for e in commits],
+            "outbox": [f"{k}:{i}" for k, i in rows],
+        }
+
+    def resume_cleared(self) -> int:
+        """Send stuck work again once the operator cleared its alarm; the number of items resumed."""
+        found = self.stuck()
+        if not any(found.values()):
+            return 0
+        n = 0
+        with self._uow.write() as uow:
+            s = uow.session
+            open_alarms = {(a.kind, a.scope) for a in DepositStore(s).open_alarms()}
+            for chunk in s.scalars(select(EpochChunk).where(EpochChunk.state == STUCK).with_for_update()).all():
+                if (ALARM_SETTLE_STUCK, f"epoch:{chunk.epoch_id}") not in open_alarms:
+                    chunk.state, chunk.chain_tx_id = "pending", None
+                    n += 1
+            for epoch in s.scalars(select(Epoch).where(Epoch.liabilities_state == STUCK).with_for_update()).all():
+                if (ALARM_LIABILITIES_STUCK, f"epoch:{epoch.id}") not in open_alarms:
+                    epoch.liabilities_state, epoch.liabilities_tx_id = "none", None
+                    n += 1
+            for kind in ("mint", "burn"):
+                if (ALARM_OUTBOX_STUCK.format(kind=kind), f"outbox:{kind}") in open_alarms:
+                    continue
+                result = s.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.kind == kind, OutboxItem.state == STUCK)
+                    .values(state="pending", updated_at=self._clock())
+                    .execution_options(synchronize_session=False)
+                )
+                n += int(getattr(result, "rowcount", 0) or 0)
+            uow.commit()
+        if n:
+            log.warning("%d stuck settlement item(s) resumed after their alarm was cleared", n)
+        return n
 
     def settled_since_last(self) -> list[int]:
         with self._uow.read() as uow:
@@ -487,9 +591,12 @@ class EpochService:
     # -- settle -----------------------------------------------------------------------------------
 
     def submit_closed(self) -> int:
-        """Submit the settle chunks of closed epochs (all chunks of one epoch in one transaction),
-        and re-submit chunks sent back to `pending` by a revert or a superseded tx. Nothing is
-        sent while the vault is paused."""
+        """Submit the settle chunks of closed epochs, in chunk order, and re-submit chunks sent
+        back to `pending` by a revert or a superseded tx; the number of epochs sent to. When the
+        tx manager has no room (`TxBackpressure`), the chunks submitted so far are committed,
+        the rest stay `pending` for the next step, and the backpressure is raised to the caller.
+        An epoch with a `stuck` chunk waits for its alarm to be cleared. Nothing is sent while
+        the vault is paused."""
         done = 0
         if self._vault.paused():
             return 0
@@ -501,19 +608,25 @@ class EpochService:
                     .where(
                         Epoch.state.in_([EpochState.CLOSED.value, EpochState.SUBMITTED.value]),
                         Epoch.id.in_(select(EpochChunk.epoch_id).where(EpochChunk.state == "pending")),
+                        Epoch.id.not_in(select(EpochChunk.epoch_id).where(EpochChunk.state == STUCK)),
                     )
                     .order_by(Epoch.id)
                     .with_for_update()
                 ).first()
                 if epoch is None:
                     return done
-                self._submit_chunks(uow, epoch)
-                if epoch.state == EpochState.CLOSED.value:
+                sent, blocked = self._submit_chunks(uow, epoch)
+                if sent and epoch.state == EpochState.CLOSED.value:
                     epoch.state = transition(epoch.state, EpochState.SUBMITTED)
                 uow.commit()
+            if sent:
                 done += 1
+            if blocked is not None:
+                log.info("epoch %d: %d chunk(s) submitted, the rest wait: %s", epoch.id, sent, blocked)
+                raise blocked
 
-    def _submit_chunks(self, uow: SqlUnitOfWork, epoch: Epoch) -> None:
+    def _submit_chunks(self, uow: SqlUnitOfWork, epoch: Epoch) -> tuple[int, TxBackpressure | None]:
+        """Submit the epoch's pending chunks in order until the tx manager is full; (sent, backpressure)."""
         s = uow.session
         assert epoch.root is not None
         chunks = s.scalars(
@@ -521,6 +634,7 @@ class EpochService:
             .where(EpochChunk.epoch_id == epoch.id, EpochChunk.state == "pending")
             .order_by(EpochChunk.chunk_index)
         ).all()
+        sent = 0
         for chunk in chunks:
             credits = s.scalars(
                 select(EpochCredit)
@@ -537,16 +651,22 @@ class EpochService:
                 [_b32(c.creator_key) for c in credits],
                 [c.gross for c in credits],
             )
+            try:
+                tx_id = self._txm.submit(
+                    s,
+                    purpose=PURPOSE_SETTLE,
+                    ref=f"epoch:{epoch.id}:chunk:{chunk.chunk_index}:{chunk.attempts + 1}",
+                    to=self.vault_address,
+                    data=_b32(data),
+                    gas=settle_gas(len(credits)),
+                )
+            except TxBackpressure as exc:
+                return sent, exc  # later chunks wait: their nonces must follow this one's
             chunk.attempts += 1
-            chunk.chain_tx_id = self._txm.submit(
-                s,
-                purpose=PURPOSE_SETTLE,
-                ref=f"epoch:{epoch.id}:chunk:{chunk.chunk_index}:{chunk.attempts}",
-                to=self.vault_address,
-                data=_b32(data),
-                gas=settle_gas(len(credits)),
-            )
+            chunk.chain_tx_id = tx_id
             chunk.state = "submitted"
+            sent += 1
+        return sent, None
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -590,6 +710,17 @@ class EpochService:
                 chunk.tx_hash = chunk.tx_hash or o.tx_hash
                 chunk.block = chunk.block or o.block_number
                 log.warning("epoch %d chunk %d: %s but the vault has it; counted as settled", epoch_id, index, o.state)
+            elif self._gives_up(chunk.attempts):
+                chunk.state = STUCK
+                self._alarm(
+                    s,
+                    ALARM_SETTLE_STUCK,
+                    f"epoch:{epoch_id}",
+                    f"settle chunk {index} of epoch {epoch_id} failed {chunk.attempts} times "
+                    f"(last: {o.state.value} {o.tx_hash or ''} {self._reason(s, o)}); stopped until this alarm "
+                    "is cleared",
+                )
+                return
             else:
                 log.warning("epoch %d chunk %d: %s; it will be sent again", epoch_id, index, o.state.value)
                 chunk.state = "pending"
@@ -611,7 +742,14 @@ class EpochService:
         if onchain.bps != epoch.bps:
             # the rate was applied between close and the first chunk: the vault credited at its
             # rate, so the ledger follows it (receipts of this epoch cannot verify; alarm)
-            log.error("epoch %d: vault recorded %d bps, closed at %s bps", epoch.id, onchain.bps, epoch.bps)
+            self._alarm(
+                s,
+                "epoch_rate_race",
+                f"epoch:{epoch.id}",
+                f"epoch {epoch.id}: the vault recorded {onchain.bps} bps, the epoch closed at {epoch.bps} bps (a rate "
+                "applied between close and chunk 0); the ledger is corrected to the vault, but this epoch's gift "
+                "receipts do not verify",
+            )
             for c in s.scalars(select(EpochCredit).where(EpochCredit.epoch_id == epoch.id)).all():
                 actual = c.gross * onchain.bps // 10_000
                 delta = actual - c.chain_credit
@@ -647,38 +785,68 @@ class EpochService:
         return (self._clock() - oldest).total_seconds() >= self.policy.max_age_s
 
     def flush_outbox(self) -> tuple[int, int]:
-        """Batch every pending mint and burn row now (outside a liabilities commitment)."""
+        """Batch every pending mint and burn row now (outside a liabilities commitment). On
+        `TxBackpressure` the batches made so far are kept and the backpressure is raised."""
         with self._uow.write() as uow:
-            minted = self._batch(uow, "mint")
-            burned = self._batch(uow, "burn")
+            try:
+                minted = self._batch_all(uow, "mint")
+                burned = self._batch_all(uow, "burn")
+            except TxBackpressure:
+                uow.commit()
+                raise
             uow.commit()
         return minted, burned
 
+    def _batch_all(self, uow: SqlUnitOfWork, kind: str) -> int:
+        """Batch pending `kind` rows (≤ MAX_OUTBOX_BATCH per tx) until none fits; the amount."""
+        total = 0
+        while True:
+            amount = self._batch(uow, kind)
+            if not amount:
+                return total
+            total += amount
+
     def _batch(self, uow: SqlUnitOfWork, kind: str) -> int:
-        """Put the pending `kind` outbox rows into one batch tx; returns the amount (0: nothing)."""
+        """Put pending `kind` outbox rows (oldest first, ≤ MAX_OUTBOX_BATCH, as many as the vault's
+        allowance takes after unmined batches) into one batch tx; the amount (0: nothing sent)."""
         s = uow.session
-        rows = list(
+        if self._vault.paused():
+            log.warning("vault paused: %s rows wait", kind)
+            return 0
+        window = self._vault.mint_allowance() if kind == "mint" else self._vault.payout_allowance()
+        available = int(window.available) - unmined_spend(s, "mint" if kind == "mint" else "payout")
+        candidates = list(
             s.scalars(
                 select(OutboxItem)
                 .where(OutboxItem.kind == kind, OutboxItem.state == "pending")
                 .order_by(OutboxItem.id)
                 .limit(MAX_OUTBOX_BATCH)
+                .with_for_update(skip_locked=True)  # a second worker never batches the same rows
             ).all()
         )
-        rows = [r for r in rows if r.amount > 0]
-        if not rows:
-            return 0
-        amount = sum(r.amount for r in rows)
-        if self._vault.paused():
-            log.warning("vault paused: %d %s rows wait", len(rows), kind)
-            return 0
-        allowance = self._vault.mint_allowance() if kind == "mint" else self._vault.payout_allowance()
-        if allowance.available < amount:
-            log.error(
-                "%s of %d exceeds the vault's allowance (%d available); waiting", kind, amount, allowance.available
-            )
-            return 0
         now = self._clock()
+        rows: list[OutboxItem] = []
+        amount = 0
+        for r in candidates:
+            if r.amount <= 0:  # nothing to move on-chain
+                r.state, r.updated_at = "done", now
+                continue
+            if amount + r.amount > available:
+                break  # in order: a later row never overtakes an earlier one
+            rows.append(r)
+            amount += r.amount
+        if not rows:
+            waiting = [r for r in candidates if r.amount > 0]
+            if waiting:
+                log.error(
+                    "%s: the next row (%d units) exceeds the vault's allowance (%d available after unmined "
+                    "batches); %d rows wait for the window to refill",
+                    kind,
+                    waiting[0].amount,
+                    available,
+                    len(waiting),
+                )
+            return 0
         root: str | None = None
         if kind == "mint":
             root = self._recharge_tree(s, rows).hex_root
@@ -755,13 +923,48 @@ class EpochService:
         else:
             log.error("%s batch %d %s; its rows go back to the queue", batch.kind, batch.id, o.state.value)
             batch.state = "failed"
+            s.flush()
+            failures = dict(
+                s.execute(
+                    select(ChainBatchItem.outbox_id, func.count())
+                    .join(ChainBatch, ChainBatch.id == ChainBatchItem.batch_id)
+                    .where(ChainBatchItem.outbox_id.in_(items), ChainBatch.state == "failed")
+                    .group_by(ChainBatchItem.outbox_id)
+                ).all()
+            )
+            stuck = [oid for oid, n in failures.items() if self._gives_up(int(n))]
             s.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(items))
                 .values(state="pending", updated_at=now)
                 .execution_options(synchronize_session=False)
             )
+            if stuck:
+                s.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id.in_(stuck))
+                    .values(state=STUCK, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                self._alarm(
+                    s,
+                    ALARM_OUTBOX_STUCK.format(kind=batch.kind),
+                    f"outbox:{batch.kind}",
+                    f"{len(stuck)} {batch.kind} outbox row(s) failed {self.max_attempts} batches (last: batch "
+                    f"{batch.id} {o.state.value} {o.tx_hash or ''} {self._reason(s, o)}); stopped until this alarm "
+                    "is cleared",
+                )
         batch.updated_at = now
+
+    def _reason(self, s: Session, o: TxOutcome) -> str:
+        """The revert reason of a reverted tx, for the log and alarms ("" when unknown)."""
+        replay = getattr(self._txm, "revert_reason", None)
+        if replay is None or o.state is not TxState.REVERTED:
+            return ""
+        try:
+            return str(replay(s, o.tx_id) or "")
+        except Exception as exc:  # a diagnosis only
+            return f"(revert reason unavailable: {type(exc).__name__})"
 
     # -- liabilities ------------------------------------------------------------------------------
 
@@ -781,7 +984,12 @@ class EpochService:
         return int(latest) if latest is not None else None
 
     def commit_liabilities(self) -> int | None:
-        """In one snapshot: batch the outbox, build the Merkle-sum tree of all balances, submit it."""
+        """In one snapshot: batch the outbox, build the Merkle-sum tree of all balances, submit it.
+
+        Mint rows still not batched (vault paused, allowance short, tx manager full) are left out
+        of their accounts' leaves, as in-flight payouts are. A total above the projected reserve
+        is never committed: the commitment waits (alarm `liabilities_unbacked`) and is retried
+        by a later step."""
         epoch_id = self._due_liabilities()
         if epoch_id is None:
             return None
@@ -797,10 +1005,39 @@ class EpochService:
                 epoch.liabilities_state = "skipped"
                 uow.commit()
                 return None
-            self._batch(uow, "mint")
-            self._batch(uow, "burn")
-            balances = self.balances(uow)
+            try:
+                self._batch_all(uow, "mint")
+                self._batch_all(uow, "burn")
+            except TxBackpressure:
+                uow.commit()  # keep the batches made; the commitment follows in a later step
+                raise
+            balances = self.balances(uow, exclude_unminted=True)
             tree = MerkleSumTree.of({_b32(k): v for k, (_, v) in balances.items()})
+            projected = self._projected_reserve(s)
+            if tree.total > projected:
+                self._alarm(
+                    s,
+                    ALARM_LIABILITIES_UNBACKED,
+                    "liabilities",
+                    f"liabilities {tree.total} exceed the projected reserve {projected} at epoch {epoch_id}: "
+                    "not committed (a mint reverted or waits, or tokens left the vault outside the ledger); "
+                    "retried every step",
+                )
+                uow.commit()
+                return None
+            data = self._vault.encode_call("commitLiabilities", epoch_id, tree.root, tree.total)
+            try:
+                tx_id = self._txm.submit(
+                    s,
+                    purpose=PURPOSE_LIABILITIES,
+                    ref=f"liabilities:{epoch_id}:{epoch.liabilities_attempts + 1}",
+                    to=self.vault_address,
+                    data=_b32(data),
+                    gas=COMMIT_GAS,
+                )
+            except TxBackpressure:
+                uow.commit()  # the batches stay; nothing of the commitment was written
+                raise
             s.execute(delete(LiabilityLeaf).where(LiabilityLeaf.epoch_id == epoch_id))
             for key, (label, balance) in balances.items():
                 s.add(
@@ -812,27 +1049,10 @@ class EpochService:
                         position=tree.index_of(_b32(key)),
                     )
                 )
-            s.flush()
-            projected = self._projected_reserve(s)
-            if tree.total > projected:
-                log.error(
-                    "liabilities %d exceed the projected reserve %d at epoch %d: committing anyway (truthful)",
-                    tree.total,
-                    projected,
-                    epoch_id,
-                )
             epoch.liabilities_attempts += 1
             epoch.liabilities_root, epoch.liabilities_total = _hex(tree.root), tree.total
             epoch.liabilities_state = "submitted"
-            data = self._vault.encode_call("commitLiabilities", epoch_id, tree.root, tree.total)
-            epoch.liabilities_tx_id = self._txm.submit(
-                s,
-                purpose=PURPOSE_LIABILITIES,
-                ref=f"liabilities:{epoch_id}:{epoch.liabilities_attempts}",
-                to=self.vault_address,
-                data=_b32(data),
-                gas=COMMIT_GAS,
-            )
+            epoch.liabilities_tx_id = tx_id
             # older settled epochs without a commitment are covered by this one (ids only increase)
             s.execute(
                 update(Epoch)
@@ -844,6 +1064,10 @@ class EpochService:
                 .values(liabilities_state="skipped")
                 .execution_options(synchronize_session=False)
             )
+            store = DepositStore(s)
+            for alarm in store.open_alarms("liabilities", ALARM_LIABILITIES_UNBACKED):
+                store.clear_alarm(alarm.id, self._clock())  # the condition is gone
+                log.warning("liabilities are backed again at epoch %d: alarm %d cleared", epoch_id, alarm.id)
             uow.commit()
         log.info("liabilities of epoch %d submitted: %d accounts, total %d", epoch_id, len(balances), tree.total)
         return epoch_id
@@ -859,11 +1083,27 @@ class EpochService:
             yield uow
 
     @staticmethod
-    def balances(uow: SqlUnitOfWork) -> dict[str, tuple[str, int]]:
+    def balances(uow: SqlUnitOfWork, *, exclude_unminted: bool = False) -> dict[str, tuple[str, int]]:
         """account key -> (label, in-app balance): coins + earnings + held - held in submitted payouts,
         the platform's revenue, and deposits waiting in suspense. Deliberately excluded: debt (a
-        receivable, not a liability)."""
+        receivable, not a liability). With `exclude_unminted` (the commitment), an account's
+        recharges whose mint is not batched yet are left out too (at most down to 0: coins already
+        spent stay in the tree, and the reserve check decides)."""
         s = uow.session
+        unminted: dict[str, int] = {}
+        if exclude_unminted:
+            unminted = {
+                str(aid): int(total)
+                for aid, total in s.execute(
+                    select(OutboxItem.account_id, func.sum(OutboxItem.amount))
+                    .where(
+                        OutboxItem.kind == "mint",
+                        OutboxItem.state.in_(["pending", STUCK]),
+                        OutboxItem.account_id.is_not(None),
+                    )
+                    .group_by(OutboxItem.account_id)
+                ).all()
+            }
         unfolded = uow.ledger.unfolded_sums()
         in_flight: dict[str, int] = {
             cid: int(total)
@@ -877,6 +1117,7 @@ class EpochService:
         for a in s.scalars(select(Account)).all():
             earnings = a.earnings + unfolded.get(lg.earnings(a.id), 0)
             balance = a.coins + earnings + a.held - in_flight.get(a.id, 0)
+            balance -= min(max(balance, 0), unminted.get(a.id, 0))
             out[a.account_key.lower()] = (a.id, balance)
         out[_hex(PLATFORM_KEY)] = (PLATFORM_ACCOUNT_ID, uow.ledger.system_balance(lg.PLATFORM_REVENUE))
         suspense = suspense_balance(s)
@@ -927,6 +1168,17 @@ class EpochService:
         if latest.committed_at != 0 and latest.epoch_id >= epoch.id:
             log.warning("liabilities of epoch %d: %s; a later commitment exists, skipped", epoch.id, o.state.value)
             epoch.liabilities_state = "skipped"
+            return
+        if self._gives_up(epoch.liabilities_attempts):
+            epoch.liabilities_state = STUCK
+            self._alarm(
+                s,
+                ALARM_LIABILITIES_STUCK,
+                f"epoch:{epoch.id}",
+                f"liabilities commitment of epoch {epoch.id} failed {epoch.liabilities_attempts} times (last: "
+                f"{o.state.value} {o.tx_hash or ''} {self._reason(s, o)}); stopped until this alarm is cleared "
+                "(a newer settled epoch is committed meanwhile)",
+            )
             return
         log.warning("liabilities of epoch %d: %s; will be rebuilt and sent again", epoch.id, o.state.value)
         epoch.liabilities_state = "none"

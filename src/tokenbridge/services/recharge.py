@@ -5,6 +5,12 @@ so an event is applied at most once; a payment id is credited at most once (prim
 of `payments`) and reversed at most up to its amount. Every effect on coins queues its
 on-chain twin in the outbox: `mint` for coins credited, `burn` for coins taken back.
 Debt never reaches the chain: it is money the platform is owed off-chain.
+
+A recharge refused at webhook time (restricted account, daily limit) is still *recorded*:
+the provider has already captured the money, so the payment is kept in state `refused`
+(no coins, no mint) and the first delivery answers the refusal (403). Its later
+refund/chargeback then closes it (`refused_reversed`, nothing to reverse) instead of
+answering `unknown-payment` forever.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from tokenbridge.adapters.db.models import Account, Payment, PaymentEvent
 from tokenbridge.adapters.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.accounts import DailyLimits, check_daily_limit, check_not_restricted
-from tokenbridge.domain.errors import InvalidInput, NotFound, UnknownPayment
+from tokenbridge.domain.errors import AccountRestricted, InvalidInput, LimitExceeded, NotFound, UnknownPayment
 from tokenbridge.domain.recharge import (
     DEFAULT_TOLERANCE_SECONDS,
     REVERSAL_TYPES,
+    PaymentConflict,
     apply_recharge,
     apply_reversal,
     parse_event,
@@ -28,6 +35,17 @@ from tokenbridge.domain.recharge import (
 from tokenbridge.domain.recharge import PaymentEvent as EventCmd
 from tokenbridge.services._common import Clock, retry_on_race, roll_day, utc_clock
 from tokenbridge.services.views import PaymentEventResult
+
+REFUSED = "refused"  # captured by the provider, refused here: nothing credited
+REFUSED_REVERSED = "refused_reversed"  # ... and since refunded/charged back: closed
+
+
+class _Refused(Exception):
+    """Carries a recharge refusal out of the transaction that recorded it."""
+
+    def __init__(self, error: AccountRestricted | LimitExceeded) -> None:
+        super().__init__(error.detail)
+        self.error = error
 
 
 def _result(row: PaymentEvent) -> PaymentEventResult:
@@ -58,6 +76,11 @@ class PaymentService:
         self._limits = limits
         self._tolerance = tolerance_seconds
         self._clock = clock
+
+    @property
+    def configured(self) -> bool:
+        """Whether any webhook secret is configured (else the endpoint answers 503)."""
+        return bool(self._secrets)
 
     def handle_webhook(
         self, raw_body: bytes, signature_header: str | None, now: int | None = None
@@ -98,29 +121,67 @@ class PaymentService:
                 request_hash=req_hash,
                 created_at=self._clock(),
             )
+            refused: _Refused | None = None
             if event.type in REVERSAL_TYPES:
                 applied = self._reverse(uow, event, account, row, req_hash)
             else:
-                applied = self._recharge(uow, event, account, row, req_hash)
+                try:
+                    applied = self._recharge(uow, event, account, row, req_hash)
+                except _Refused as exc:
+                    refused, applied = exc, True
             uow.payments.add_event(row)
             uow.commit()
-            return _result(row), applied
+            result = _result(row)
+        if refused is not None:
+            raise refused.error
+        return result, applied
+
+    def _existing_payment(self, uow: SqlUnitOfWork, event: EventCmd, lock: bool) -> Payment | None:
+        """The payment row, or None; PaymentConflict when it was recorded with another account or amount."""
+        payment = uow.payments.lock(event.payment_id) if lock else uow.payments.get(event.payment_id)
+        if payment is None:
+            return None
+        if payment.account_id != event.account_id:
+            raise PaymentConflict(f"payment {event.payment_id} belongs to another account")
+        if event.type not in REVERSAL_TYPES and payment.amount != event.amount:
+            raise PaymentConflict(
+                f"payment {event.payment_id} was recorded with amount {payment.amount}, this event says {event.amount}"
+            )
+        return payment
 
     def _recharge(
         self, uow: SqlUnitOfWork, event: EventCmd, account: Account, row: PaymentEvent, req_hash: str
     ) -> bool:
-        if uow.payments.get(event.payment_id) is not None:
-            return False  # this payment was already credited under another event id
-        check_not_restricted(account.id, account.restricted, "recharge")
+        if self._existing_payment(uow, event, lock=False) is not None:
+            return False  # this payment was already credited (or refused) under another event id
         now = row.created_at
-        roll_day(account, now)
-        check_daily_limit(
-            account.id,
-            "recharge",
-            account.recharged_today,
-            event.amount,
-            self._limits.recharge_limit(account.is_minor),
-        )
+        try:
+            check_not_restricted(account.id, account.restricted, "recharge")
+            roll_day(account, now)
+            check_daily_limit(
+                account.id,
+                "recharge",
+                account.recharged_today,
+                event.amount,
+                self._limits.recharge_limit(account.is_minor),
+            )
+        except (AccountRestricted, LimitExceeded) as exc:
+            # the provider already captured the money: record the payment as refused (no
+            # coins, no mint) so that its refund or chargeback can close it
+            uow.payments.add(
+                Payment(
+                    payment_id=event.payment_id,
+                    account_id=account.id,
+                    amount=event.amount,
+                    reversed_amount=0,
+                    state=REFUSED,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            exc.detail = f"{exc.detail}; payment {event.payment_id} recorded as refused (nothing credited)"
+            exc.args = (exc.detail,)
+            raise _Refused(exc) from None
         outcome = apply_recharge(event.amount, account.debt)
         uow.ledger.apply(
             outcome.posting(account.id),
@@ -147,16 +208,24 @@ class PaymentService:
         return True
 
     def _reverse(self, uow: SqlUnitOfWork, event: EventCmd, account: Account, row: PaymentEvent, req_hash: str) -> bool:
-        payment = uow.payments.lock(event.payment_id)
+        payment = self._existing_payment(uow, event, lock=True)
         if payment is None:
             raise UnknownPayment(f"payment {event.payment_id} has not been credited; retry later")
-        if payment.account_id != account.id:
-            raise InvalidInput(f"payment {event.payment_id} belongs to another account")
+        now = row.created_at
+        if payment.state in (REFUSED, REFUSED_REVERSED):
+            # never credited: nothing to take back; the first reversal closes the payment
+            row.amount = 0
+            if payment.state == REFUSED_REVERSED:
+                return False
+            payment.state, payment.updated_at = REFUSED_REVERSED, now
+            return True
         refundable = payment.amount - payment.reversed_amount
         if refundable == 0:
+            row.amount = 0
             return False  # already fully reversed
         outcome = apply_reversal(event.amount, refundable, account.coins)
-        now = row.created_at
+        # the event records (and answers) what was actually reversed, capped at what was left
+        row.amount = outcome.total
         uow.ledger.apply(
             outcome.posting(event.type, account.id),
             f"payment-event:{event.id}",

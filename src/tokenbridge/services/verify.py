@@ -107,6 +107,7 @@ class Verdict:
     kind: str  # "gift" | "balance" | "reserve"
     checks: tuple[Check, ...]
     facts: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what the checks could not establish (e.g. the vault is the document's own)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +131,7 @@ class Verdict:
             "failed": self.failed,
             "checks": [{"name": c.name, "label": c.label, "passed": c.passed, "detail": c.detail} for c in self.checks],
             "facts": dict(self.facts),
+            "warnings": list(self.warnings),
         }
 
     @property
@@ -278,11 +280,37 @@ def _usable_chain(reader: ChainReader, chain_id: int | None) -> int:
     return actual
 
 
-def verify_gift_receipt(receipt: GiftReceipt, reader: ChainReader) -> Verdict:
-    """Every check of docs/design/receipts.md for a gift receipt, against `reader`'s vault."""
+UNTRUSTED_VAULT_WARNING = (
+    "the vault address {vault} came from the document itself: no deployment record or --vault was given, "
+    "so these checks show only that the document is consistent with that contract. Make sure it is the "
+    "vault the platform publishes (deployments/<chain id>.json, or pass --vault)."
+)
+
+
+def _vault_checks(document_vault: str, expected_vault: str | None) -> tuple[list[Check], tuple[str, ...]]:
+    """`vault_is_deployment` when the deployed vault is known (same name as the web page's check),
+    else a warning that the vault is only the document's claim."""
+    if expected_vault is None:
+        return [], (UNTRUSTED_VAULT_WARNING.format(vault=document_vault),)
+    same = document_vault.lower() == expected_vault.lower()
+    return [
+        Check(
+            "vault_is_deployment",
+            "document's vault is the deployment's",
+            same,
+            f"document: {document_vault}; deployment: {expected_vault}",
+        )
+    ], ()
+
+
+def verify_gift_receipt(receipt: GiftReceipt, reader: ChainReader, *, expected_vault: str | None = None) -> Verdict:
+    """Every check of docs/design/receipts.md for a gift receipt, against `reader`'s vault.
+
+    `expected_vault` is the deployment's vault (from a deployment record or the user): when given,
+    `vault_is_deployment` checks the receipt names it; when None the verdict carries a warning."""
     chain_id = _usable_chain(reader, receipt.chain_id)
     leaf = receipt.leaf
-    checks: list[Check] = []
+    checks, warnings = _vault_checks(receipt.vault, expected_vault)
 
     if receipt.gift_id is not None:
         expected = id_hash(receipt.gift_id)
@@ -369,8 +397,9 @@ def verify_gift_receipt(receipt: GiftReceipt, reader: ChainReader) -> Verdict:
         "platform amount": str(leaf.platform_amount),
         "epoch bps": str(epoch.bps),
         "gift root": _hex(epoch.gift_root),
+        "vault source": "document (unverified)" if expected_vault is None else "deployment",
     }
-    return Verdict("gift", tuple(checks), facts)
+    return Verdict("gift", tuple(checks), facts, warnings)
 
 
 def build_gift_receipt(
@@ -460,11 +489,12 @@ def parse_balance_proof(data: Mapping[str, Any]) -> BalanceProof:
     )
 
 
-def verify_balance_proof(doc: BalanceProof, reader: ChainReader) -> Verdict:
-    """Every check of docs/design/receipts.md for a balance proof, against `reader`'s vault."""
+def verify_balance_proof(doc: BalanceProof, reader: ChainReader, *, expected_vault: str | None = None) -> Verdict:
+    """Every check of docs/design/receipts.md for a balance proof, against `reader`'s vault
+    (`expected_vault` as for `verify_gift_receipt`)."""
     chain_id = _usable_chain(reader, doc.chain_id)
     p = doc.proof
-    checks: list[Check] = []
+    checks, warnings = _vault_checks(doc.vault, expected_vault)
     if doc.account is not None:
         account_id, salt = doc.account
         key = account_key(account_id, salt)
@@ -530,8 +560,9 @@ def verify_balance_proof(doc: BalanceProof, reader: ChainReader) -> Verdict:
         "balance": str(p.balance),
         "committed total": str(commitment.total),
         "committed root": _hex(commitment.root),
+        "vault source": "document (unverified)" if expected_vault is None else "deployment",
     }
-    return Verdict("balance", tuple(checks), facts)
+    return Verdict("balance", tuple(checks), facts, warnings)
 
 
 def build_balance_proof(

@@ -8,17 +8,19 @@ with its on-chain payout id `seq`. Replaying the same request returns the first 
 another body under the same id is a 409.
 
 Worker (`step`): outcomes of payout txs first (confirmed -> hold posted, state confirmed
-with the tx hash; reverted -> a single-item batch fails for good: hold voided, funds back;
-a multi-item batch goes back to the queue item by item, each then paid in its own batch so
-one bad item cannot fail the others; superseded -> back to the queue), then the queue:
-`requested` withdrawals (oldest first, at most `max_payout_batch()`) in one `payout` tx,
-state -> submitted in the same DB transaction.
+with the tx hash; reverted because of the vault's payout allowance or its pause -> back to
+the queue (temporary); any other revert of a single-item batch fails for good: hold voided,
+funds back; a multi-item batch goes back to the queue item by item, each then paid in its
+own batch so one bad item cannot fail the others; superseded -> back to the queue), then the
+queue: `requested` withdrawals (oldest first, at most `max_payout_batch()`) that fit in the
+vault's payout allowance *minus the payouts submitted but not yet mined*, in one `payout`
+tx, state -> submitted in the same DB transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -34,6 +36,7 @@ from tokenbridge.adapters.db.models import Account as AccountRow
 from tokenbridge.adapters.db.models import Hold, OutboxItem
 from tokenbridge.adapters.db.models_settlement import SettlementCounter, WalletLink
 from tokenbridge.adapters.db.models_settlement import Withdrawal as WithdrawalRow
+from tokenbridge.adapters.db.models_tx import ChainTx, ChainTxAttempt
 from tokenbridge.adapters.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.accounts import validate_id
@@ -64,11 +67,14 @@ from tokenbridge.domain.withdrawal import (
 from tokenbridge.domain.withdrawal import Withdrawal as WithdrawalModel
 from tokenbridge.services._common import Clock, retry_on_race, utc_clock
 from tokenbridge.services.chain_rate import ChainRate
-from tokenbridge.services.epochs import EpochService, TxSubmitter
+from tokenbridge.services.epochs import EpochService, TxSubmitter, unmined_spend
 
 log = logging.getLogger(__name__)
 
 PURPOSE_PAYOUT = "payout"
+# reverts that say "not now" rather than "never": the item goes back to the queue
+TEMPORARY_PAYOUT_REVERTS = frozenset({"CoinVaultPayoutAllowanceExceeded", "EnforcedPause"})
+DEFAULT_MAX_ATTEMPTS = 5
 
 
 class PayoutVault(Protocol):
@@ -146,6 +152,20 @@ def _view(row: WithdrawalRow) -> WithdrawalView:
     )
 
 
+def _current_tx_hash(s: Session, chain_tx_id: int) -> str | None:
+    tx = s.get(ChainTx, chain_tx_id)
+    if tx is None:
+        return None
+    if tx.mined_hash:
+        return tx.mined_hash
+    return s.execute(
+        select(ChainTxAttempt.tx_hash)
+        .where(ChainTxAttempt.tx_id == chain_tx_id, ChainTxAttempt.kind == "call")
+        .order_by(ChainTxAttempt.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def recover_signer(typed: dict[str, Any], signature: str) -> tuple[str, str]:
     """(checksummed signer address, 0x EIP-712 digest) of an EIP-712 signature; InvalidInput if malformed."""
     message = encode_typed_data(
@@ -185,7 +205,10 @@ class WithdrawalService:
         daily_cap: int,
         clock: Clock = utc_clock,
         max_batch: int | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
+        if max_attempts < 1:
+            raise InvalidInput("max_attempts must be >= 1")
         self._uow = uow
         self._txm = txm
         self._vault = vault
@@ -194,6 +217,7 @@ class WithdrawalService:
         self.daily_cap = validate_amount(daily_cap, "daily withdrawal cap")
         self._clock = clock
         self.max_batch = min(max_batch or max_payout_batch(), max_payout_batch())
+        self.max_attempts = max_attempts
 
     @property
     def vault_address(self) -> str:
@@ -378,11 +402,17 @@ class WithdrawalService:
             return _view(existing)
 
     def get(self, withdrawal_id: str) -> WithdrawalView:
+        """The withdrawal; while `submitted`, `tx_hash` is the payout tx's current attempt (the
+        mined one once mined; a re-priced tx changes hash until then)."""
         with self._uow.read() as uow:
-            row = uow.session.get(WithdrawalRow, withdrawal_id)
+            s = uow.session
+            row = s.get(WithdrawalRow, withdrawal_id)
             if row is None:
                 raise NotFound(f"withdrawal {withdrawal_id} not found")
-            return _view(row)
+            view = _view(row)
+            if row.state == WithdrawalState.SUBMITTED.value and row.chain_tx_id is not None and row.tx_hash is None:
+                view = replace(view, tx_hash=_current_tx_hash(s, row.chain_tx_id))
+            return view
 
     @staticmethod
     def _creator(uow: SqlUnitOfWork, creator_id: str, *, lock: bool = False) -> AccountRow:
@@ -412,16 +442,20 @@ class WithdrawalService:
         allowance = int(self._vault.payout_allowance().available)
         with self._uow.write() as uow:
             s = uow.session
+            # the chain's allowance does not yet show payouts we signed that are not mined
+            remaining = allowance - self.unmined_payouts(s)
             rows = list(
                 s.scalars(
                     select(WithdrawalRow)
-                    .where(WithdrawalRow.state == WithdrawalState.REQUESTED.value)
+                    .where(WithdrawalRow.state == WithdrawalState.REQUESTED.value, WithdrawalRow.amount <= remaining)
                     .order_by(WithdrawalRow.seq)
                     .limit(self.max_batch)
                     .with_for_update()
                 ).all()
             )
             if not rows:
+                if remaining < allowance or self._queued(s):
+                    log.info("payout allowance: %d available, %d after unmined payouts; waiting", allowance, remaining)
                 return False
             if rows[0].attempts > 0 and rows[0].failure_reason is not None:
                 rows = rows[:1]  # retried after a batch revert: alone, so it cannot fail others
@@ -430,12 +464,11 @@ class WithdrawalService:
             batch: list[WithdrawalRow] = []
             total = 0
             for r in rows:
-                if total + r.amount > allowance:
-                    break
+                if total + r.amount > remaining:
+                    continue  # too large for what is left now: a later, smaller one may fit
                 batch.append(r)
                 total += r.amount
             if not batch:
-                log.warning("payout allowance %d is below the next withdrawal (%d); waiting", allowance, rows[0].amount)
                 return False
             data = self._vault.encode_call(
                 "payout",
@@ -471,6 +504,21 @@ class WithdrawalService:
             report.submitted += len(batch)
         return True
 
+    @staticmethod
+    def unmined_payouts(s: Session) -> int:
+        """Units of payouts (and burns: same vault window) signed or sent but not yet mined: the
+        chain's `payoutAllowance().available` does not count them yet."""
+        return unmined_spend(s, "payout")
+
+    @staticmethod
+    def _queued(s: Session) -> bool:
+        return (
+            s.execute(
+                select(WithdrawalRow.id).where(WithdrawalRow.state == WithdrawalState.REQUESTED.value).limit(1)
+            ).first()
+            is not None
+        )
+
     def handle_outcomes(self, report: PayoutReport | None = None) -> int:
         report = report or PayoutReport()
         with self._uow.read() as uow:
@@ -495,6 +543,10 @@ class WithdrawalService:
             ).all()
         )
         now = self._clock()
+        reason: str | None = None
+        if o.state is TxState.REVERTED and rows:
+            reason = self._revert_reason(s, o)
+        temporary = reason in TEMPORARY_PAYOUT_REVERTS
         for r in rows:
             model = WithdrawalModel(r.id, WithdrawalState(r.state))
             paid = o.state is TxState.CONFIRMED or self._vault.is_paid_out(r.seq)
@@ -509,20 +561,45 @@ class WithdrawalService:
                 model.requeue()
                 r.chain_tx_id = None
                 report.requeued += 1
+            elif temporary and r.attempts < self.max_attempts:
+                # the vault said "not now" (allowance used up, paused): wait in the queue
+                model.requeue()
+                r.chain_tx_id = None
+                r.failure_reason = f"payout {o.tx_hash} reverted ({reason}); queued again"
+                log.warning("withdrawal %s: payout %s reverted (%s); queued again", r.id, o.tx_hash, reason)
+                report.requeued += 1
             elif len(rows) > 1:
                 model.requeue()  # find the bad item: each is retried alone
                 r.chain_tx_id = None
                 r.failure_reason = f"batch payout {o.tx_hash} reverted; retrying alone"
                 report.requeued += 1
             else:
-                model.fail(f"payout transaction {o.tx_hash} reverted")
-                r.failure_reason = f"payout transaction {o.tx_hash} reverted"
+                why = f"payout transaction {o.tx_hash} reverted" + (f" ({reason})" if reason else "")
+                model.fail(why)
+                r.failure_reason = why
                 r.tx_hash = o.tx_hash
                 self._finish_hold(uow, r, lg.HoldState.VOIDED, now)
                 report.failed += 1
             r.state, r.updated_at = model.state.value, now
             if model.final:
                 r.finished_at = now
+
+    def _revert_reason(self, s: Session, o: TxOutcome) -> str | None:
+        """The custom error of a reverted payout (replayed at its block); "EnforcedPause" when the
+        vault is paused now and the replay cannot tell."""
+        reason: str | None = None
+        replay = getattr(self._txm, "revert_reason", None)
+        if replay is not None:
+            try:
+                reason = replay(s, o.tx_id)
+            except Exception as exc:  # the replay is a diagnosis only; the node may be down
+                log.warning("payout tx %s: revert reason unavailable (%s: %s)", o.tx_id, type(exc).__name__, exc)
+        if reason is None and self._vault.paused():
+            reason = "EnforcedPause"
+        if reason == "EnforcedPause" and not self._vault.paused():
+            # the coin's own pause reverts with the same error; only the vault's pause is ours to wait out
+            reason = "EnforcedPause (CreatorCoin)"
+        return reason
 
     @staticmethod
     def _finish_hold(uow: SqlUnitOfWork, r: WithdrawalRow, to: lg.HoldState, now: datetime) -> None:
@@ -543,6 +620,9 @@ class WithdrawalService:
             now,
         )
         hold_row.state, hold_row.updated_at = hold.state.value, now
+        # flush now: the next withdrawal of the same creator in this transaction re-reads the
+        # account with `Accounts.lock` (populate_existing), which would drop an unflushed change
+        uow.session.flush()
         uow.session.execute(
             update(OutboxItem)
             .where(OutboxItem.kind == "payout", OutboxItem.ref_id == hold_row.id)
@@ -571,7 +651,8 @@ def build_settlement(settings: Any, uow: UnitOfWorkFactory, txm: TxSubmitter, va
         max_gifts=settings.epoch_max_gifts,
         rate_lead_s=settings.epoch_rate_lead_seconds,
     )
-    epochs = EpochService(uow, txm, vault, rate, chain_id=settings.chain_id, policy=policy)
+    max_attempts = int(getattr(settings, "settlement_max_attempts", DEFAULT_MAX_ATTEMPTS))
+    epochs = EpochService(uow, txm, vault, rate, chain_id=settings.chain_id, policy=policy, max_attempts=max_attempts)
     withdrawals = WithdrawalService(
         uow,
         txm,
@@ -579,5 +660,6 @@ def build_settlement(settings: Any, uow: UnitOfWorkFactory, txm: TxSubmitter, va
         chain_id=settings.chain_id,
         min_amount=settings.withdrawal_min_amount,
         daily_cap=settings.withdrawal_daily_cap,
+        max_attempts=max_attempts,
     )
     return SettlementServices(epochs, withdrawals, rate)

@@ -2,6 +2,8 @@
 
 The binary comes from `$TOKENBRIDGE_ANVIL_BIN`, then `node_modules/.bin/anvil` (the
 `@foundry-rs/anvil` npm package, installed by `make`), then PATH. Nothing is downloaded.
+An explicit binary (argument or a set `$TOKENBRIDGE_ANVIL_BIN`) that is not an executable
+file is an error, never skipped for the next candidate.
 """
 
 from __future__ import annotations
@@ -41,9 +43,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[4]
 
 def find_anvil(explicit: str | None = None) -> str:
     """Return the anvil binary's path or raise a ConfigurationError that says how to install it."""
+    for label, chosen in (
+        ("anvil binary", explicit),
+        ("TOKENBRIDGE_ANVIL_BIN", os.environ.get("TOKENBRIDGE_ANVIL_BIN")),
+    ):
+        if chosen:
+            if Path(chosen).is_file() and os.access(chosen, os.X_OK):
+                return chosen
+            raise ConfigurationError(f"{label} {chosen!r} is not an executable file")
     candidates: list[str | None] = [
-        explicit,
-        os.environ.get("TOKENBRIDGE_ANVIL_BIN"),
         str(Path.cwd() / "node_modules" / ".bin" / "anvil"),
         str(PROJECT_ROOT / "node_modules" / ".bin" / "anvil"),
         shutil.which("anvil"),
@@ -61,6 +69,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """ConfigurationError("port N is in use") unless `host:port` can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ConfigurationError(f"port {port} is in use") from None
 
 
 def _rpc(url: str, method: str, params: Sequence[object] = ()) -> object:
@@ -130,7 +148,10 @@ def start_anvil(
 ) -> Anvil:
     """Start anvil on 127.0.0.1 and wait until it answers `eth_chainId`."""
     exe = find_anvil(binary)
-    port = port or free_port()
+    if port:
+        check_port_free(port)  # else anvil fails to bind and the node already there would answer our probe
+    else:
+        port = free_port()
     args = [
         exe,
         "--host", "127.0.0.1",

@@ -54,6 +54,13 @@ class TxBackpressure(Conflict):
     title = "Too many transactions in flight"
 
 
+class LeaseNotHeld(Conflict):
+    """A fenced manager may only submit while its own lease on the signer is live."""
+
+    code = "lease-not-held"
+    title = "This worker does not hold the signer's lease"
+
+
 class DuplicateTx(Conflict):
     code = "duplicate-tx"
     title = "A chain transaction with this purpose and ref exists"
@@ -244,6 +251,7 @@ class TxManager:
         lease_holder: str | None = None,
         lease_ttl_s: float = 30.0,
         clock: Callable[[], datetime] | None = None,
+        fence: bool = False,
     ) -> None:
         if confirmations < 0 or max_in_flight < 1 or fee_bump_pct < 1 or reprice_after_s <= 0:
             raise InvalidInput("confirmations >= 0, max_in_flight >= 1, fee_bump_pct >= 1, reprice_after_s > 0")
@@ -262,6 +270,9 @@ class TxManager:
         self.max_in_flight = max_in_flight
         self.max_fee_per_gas = max_fee_per_gas
         self.priority_fee_per_gas = priority_fee_per_gas
+        # fenced: `submit` refuses unless this manager's lease is live (the worker; a paused
+        # ex-leader cannot write work built from stale reads). Unfenced managers may queue work.
+        self.fence = fence
         self._clock = clock or (lambda: datetime.now(UTC))
         self._last_base_fee: int | None = None
         lease_sessions = self._maker if self._maker is not None else _uow_sessionmaker(self._uows)
@@ -301,6 +312,15 @@ class TxManager:
         row = session.execute(
             select(SignerRow).where(SignerRow.address == self.address).with_for_update()
         ).scalar_one_or_none()
+        if self.fence and not self.lease.held_in(session):
+            info = session.execute(
+                select(SignerRow.lease_holder, SignerRow.lease_expires_at).where(SignerRow.address == self.address)
+            ).one_or_none()
+            holder, expires = (info[0], info[1]) if info is not None else (None, None)
+            raise LeaseNotHeld(
+                f"{purpose}/{ref} refused: the lease on signer {self.address} is not held by {self.lease.holder} "
+                f"(holder {holder}, expires {expires})"
+            )
         chain_nonce = self._try(lambda: self._chain.nonce_at(self.address, "latest"))
         if row is None:
             # first use of this key (normally `recover()` creates the row): insert it now, so
@@ -445,6 +465,32 @@ class TxManager:
         if row.handled_at is not None:
             raise Conflict(f"chain tx {tx_id} was already handled")
         raise Conflict(f"chain tx {tx_id} is {row.state}, not final")
+
+    def revert_reason(self, session: Session, tx_id: int) -> str | None:
+        """Why a reverted tx reverted: its call replayed (eth_call from the signer) on the state
+        at the end of its block; the custom error's name (e.g. "CoinVaultPayoutAllowanceExceeded"),
+        else the node's message; None if the tx is not reverted or the replay passes now."""
+        row = session.get(ChainTx, tx_id)
+        if row is None or row.state != TxState.REVERTED.value or row.mined_block is None:
+            return None
+        call = {
+            "from": row.signer,
+            "to": row.to_address,
+            "data": "0x" + bytes(row.data).hex(),
+            "value": row.value,
+            "gas": row.gas,
+        }
+        try:
+            self._chain.w3.eth.call(cast(Any, call), row.mined_block)
+        except (Web3Exception, ValueError) as exc:
+            from tokenbridge.adapters.chain.vault import to_chain_error
+
+            error = to_chain_error(exc, f"{row.purpose}/{row.ref}")
+            name = getattr(error, "revert", None)
+            return str(name) if name else str(error)
+        except OSError as exc:
+            log.warning("tx %s: replay for its revert reason failed: %s", tx_id, exc)
+        return None
 
     def get(self, session: Session, tx_id: int) -> TxView:
         row = session.get(ChainTx, tx_id)

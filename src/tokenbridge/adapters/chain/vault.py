@@ -182,6 +182,8 @@ def to_chain_error(exc: BaseException, action: str) -> ChainError:
         return VaultRevertError(f"{action} reverted: {name}{args!r}", revert=name, revert_args=args)
     if isinstance(exc, ContractLogicError):
         return VaultRevertError(f"{action} reverted: {exc}", revert=None)
+    if isinstance(exc, OSError):  # the node is unreachable: say so without the transport's dump
+        return ChainError(f"{action} failed: chain node unreachable ({type(exc).__name__})")
     return ChainError(f"{action} failed: {exc}")
 
 
@@ -207,13 +209,13 @@ def send_transaction(
         signed = account.sign_transaction(tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = dict(w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout))
-    except (Web3Exception, ValueError) as exc:
+    except (Web3Exception, ValueError, OSError) as exc:  # OSError: requests' connection errors
         raise to_chain_error(exc, action) from exc
     if receipt.get("status") != 1:
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         try:
             w3.eth.call(call, receipt["blockNumber"])  # type: ignore[arg-type]
-        except (Web3Exception, ValueError) as exc:
+        except (Web3Exception, ValueError, OSError) as exc:  # OSError: requests' connection errors
             raise to_chain_error(exc, action) from exc
         raise ChainError(f"{action} failed in block {receipt['blockNumber']} (out of gas?)")
     return "0x" + bytes(tx_hash).hex(), receipt
@@ -231,8 +233,20 @@ class VaultClient:
         self.address = to_checksum_address(vault_address)
         self.account = account
         self.vault = w3.eth.contract(address=self.address, abi=load_artifact("CoinVault").abi)
-        self.coin_address = to_checksum_address(self.vault.functions.coin().call())
-        self.coin = w3.eth.contract(address=self.coin_address, abi=load_artifact("CreatorCoin").abi)
+        self._coin: Any | None = None
+
+    @property
+    def coin_address(self) -> str:
+        """The CreatorCoin the vault deployed (read once, on first use, so a client can be built while
+        the node is down)."""
+        return str(self.coin.address)
+
+    @property
+    def coin(self) -> Any:
+        if self._coin is None:
+            address = to_checksum_address(self._call("coin"))
+            self._coin = self.w3.eth.contract(address=address, abi=load_artifact("CreatorCoin").abi)
+        return self._coin
 
     # ------------------------------------------------------------------ plumbing
 
@@ -240,7 +254,7 @@ class VaultClient:
         target = contract if contract is not None else self.vault
         try:
             return getattr(target.functions, fn)(*args).call(block_identifier=block)
-        except (Web3Exception, ValueError) as exc:
+        except (Web3Exception, ValueError, OSError) as exc:  # OSError: requests' connection errors
             raise to_chain_error(exc, fn) from exc
 
     def _send(self, fn: str, *args: Any, account: Any = None, contract: Any = None, gas: int | None = None) -> TxResult:
@@ -268,7 +282,7 @@ class VaultClient:
         event = getattr(self.vault.events, name)
         try:
             return [dict(e) for e in event.get_logs(from_block=from_block, to_block=to_block)]
-        except (Web3Exception, ValueError) as exc:
+        except (Web3Exception, ValueError, OSError) as exc:  # OSError: requests' connection errors
             raise to_chain_error(exc, f"get_logs {name}") from exc
 
     # ------------------------------------------------------------------ split rate

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from .gift_ledger import GiftLedger
 from .repositories import Accounts, ApiKeys, Gifts, Holds, Ledger, Outbox, Payments
 
 
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
         self.accounts = Accounts(s)
         self.ledger = Ledger(s)
         self.gifts = Gifts(s)
+        self.gift_ledger = GiftLedger(s)
         self.payments = Payments(s)
         self.outbox = Outbox(s)
         self.holds = Holds(s)

@@ -7,7 +7,9 @@ or unknown key is a 401.
 
 Authenticated keys are cached in-process for `KEY_CACHE_SECONDS`, keyed by a SHA-256 of
 the presented key (the plaintext is never kept), so a busy client does not pay a
-database round trip per request.
+database round trip per request. A revocation made in this process empties the cache at
+once (`revocation_generation`); one made by another process (`tokenbridge apikey revoke`,
+another API worker) takes effect within `KEY_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenbridge.bootstrap import Services
 from tokenbridge.domain.errors import Forbidden, InvalidInput, Unauthorized
+from tokenbridge.services.api_keys import revocation_generation
 from tokenbridge.services.views import ApiKeyInfo
 
-KEY_CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds
+KEY_CACHE_SECONDS = 2.0  # a key revoked by another process stops working here within this many seconds
 _KEY_CACHE_MAX = 10_000
 
 bearer = HTTPBearer(
@@ -49,9 +52,19 @@ class KeyCache:
     def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
         self._ttl = ttl
         self._entries: dict[bytes, tuple[float, ApiKeyInfo]] = {}
+        self._generation = revocation_generation()
         self._lock = threading.Lock()
 
+    def _check_generation(self) -> None:
+        """Forget everything once this process revoked a key (rare; the next requests re-read)."""
+        current = revocation_generation()
+        if current != self._generation:
+            with self._lock:
+                self._entries.clear()
+                self._generation = current
+
     def get(self, digest: bytes) -> ApiKeyInfo | None:
+        self._check_generation()
         entry = self._entries.get(digest)
         if entry is None:
             return None
@@ -62,10 +75,13 @@ class KeyCache:
             return None
         return info
 
-    def put(self, digest: bytes, info: ApiKeyInfo) -> None:
+    def put(self, digest: bytes, info: ApiKeyInfo, generation: int | None = None) -> None:
+        """Cache `info`, unless a revocation happened since `generation` (read before authenticating)."""
         if self._ttl <= 0:
             return
         with self._lock:
+            if generation is not None and generation != revocation_generation():
+                return  # a revocation raced this authentication: do not cache what it read
             if len(self._entries) >= _KEY_CACHE_MAX:
                 self._entries.clear()
             self._entries[digest] = (time.monotonic() + self._ttl, info)
@@ -85,8 +101,9 @@ async def api_key(
     info = cache.get(digest)
     if info is None:
         services: Services = request.app.state.services
+        generation = revocation_generation()
         info = await run_in_threadpool(services.api_keys.authenticate, plaintext)
-        cache.put(digest, info)
+        cache.put(digest, info, generation)
     return info
 
 

@@ -5,14 +5,15 @@
 `node scripts/build_web.mjs` (`make web`); nothing is fetched from a CDN and the page makes no
 call to the tokenbridge API: the receipt check runs in the browser against an RPC URL.
 
-The default RPC URL shown to the browser is `$TOKENBRIDGE_PUBLIC_RPC_URL`, else the configured
-`rpc_url` only when it points at this machine (a private node URL may carry an API key).
+The default RPC URL shown to the browser is the `public_rpc_url` setting
+(`$TOKENBRIDGE_PUBLIC_RPC_URL`), else the configured `rpc_url` only when it points at this
+machine (a private node URL may carry an API key). Transaction hashes link to
+`public_explorer_url` (`$TOKENBRIDGE_PUBLIC_EXPLORER_URL`, e.g. https://etherscan.io) when set.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from tokenbridge.config import Settings, get_settings
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
-PUBLIC_RPC_ENV = "TOKENBRIDGE_PUBLIC_RPC_URL"
+PUBLIC_RPC_ENV = "TOKENBRIDGE_PUBLIC_RPC_URL"  # the `public_rpc_url` setting
+PUBLIC_EXPLORER_ENV = "TOKENBRIDGE_PUBLIC_EXPLORER_URL"  # the `public_explorer_url` setting
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # The page loads only its own script and style; the RPC URL is the user's choice, so connect-src is open.
@@ -43,11 +45,19 @@ class WebConfig:
     chain_id: int
     vault: str | None
     deploy_block: int
+    explorer_url: str = ""  # block explorer base URL (tx links at <base>/tx/<hash>); "" shows plain hashes
+    log_range: int = 10_000  # blocks per eth_getLogs (public nodes cap the range; some at 1,000 or less)
+
+
+def _explorer(url: str | None) -> str:
+    """An http(s) explorer base URL without a trailing slash; anything else is dropped."""
+    url = (url or "").strip().rstrip("/")
+    return url if urlparse(url).scheme in ("http", "https") and urlparse(url).hostname else ""
 
 
 def config_from_settings(settings: Settings) -> WebConfig:
-    """The public RPC URL and the vault recorded in deployments/<chain_id>.json (None when absent)."""
-    rpc_url = os.environ.get(PUBLIC_RPC_ENV) or (
+    """The public RPC URL, the explorer and the vault recorded in deployments/<chain_id>.json (None when absent)."""
+    rpc_url = settings.public_rpc_url or (
         settings.rpc_url if urlparse(settings.rpc_url).hostname in _LOCAL_HOSTS else ""
     )
     vault: str | None = None
@@ -59,7 +69,14 @@ def config_from_settings(settings: Settings) -> WebConfig:
         deploy_block = int(record.get("deploy_block", 0))
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no (readable) deployment: the page checks receipts against their own vault
-    return WebConfig(rpc_url=rpc_url, chain_id=settings.chain_id, vault=vault, deploy_block=deploy_block)
+    return WebConfig(
+        rpc_url=rpc_url,
+        chain_id=settings.chain_id,
+        vault=vault,
+        deploy_block=deploy_block,
+        explorer_url=_explorer(settings.public_explorer_url),
+        log_range=settings.public_log_range,
+    )
 
 
 def render_index(config: WebConfig) -> str:

@@ -1,4 +1,5 @@
-"""Public transparency endpoints (no key) and the balance proof of an account (its key or admin).
+"""Public transparency endpoints (no key), and what only an account's holder may fetch: the balance
+proof of an account and the gift receipt with its sender's salt (the account's key or an unbound key).
 
 Everything here is read from the chain or from what was committed to it, so a reader can
 check it with `tokenbridge verify` and an RPC URL alone (docs/design/receipts.md).
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenbridge.services.epochs import EpochView
 
-from ..deps import AppKey, authorize_account
+from ..deps import AppKey, ServicesDep, authorize_account, bound_account
 from ..problems import problem_responses
 from ..schemas import ID_PATTERN, MAX_PAGE
 from .withdrawals import settlement
@@ -163,6 +164,24 @@ async def get_epoch(epoch_id: EpochId, request: Request) -> EpochOut:
 )
 async def gift_proof(gift_id: GiftId, request: Request) -> dict[str, Any]:
     doc: dict[str, Any] = await run_in_threadpool(settlement(request).epochs.gift_proof, gift_id)
+    return doc
+
+
+@router.get(
+    "/v1/gifts/{gift_id}/receipt",
+    summary="tokenbridge-gift-receipt/v1 of a settled gift WITH `sender` (account id and salt), for its sender",
+    description="Lets the sender prove the gift is theirs: `tokenbridge verify gift` checks "
+    "`account_key(sender.account_id, sender.salt) == from_key` (`sender_key`). Needs a key bound to the "
+    "sender's account, or an unbound app/admin key; a key bound to any other account (the creator's too) "
+    "gets 403, since the salt is the sender's secret.",
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+async def gift_receipt(gift_id: GiftId, key: AppKey, services: ServicesDep, request: Request) -> dict[str, Any]:
+    if bound_account(key) is not None:  # look the sender up in the ledger before touching the chain
+        gift = await run_in_threadpool(services.gifts.get, gift_id)
+        authorize_account(key, gift.sender_id)
+    epochs = settlement(request).epochs
+    doc: dict[str, Any] = await run_in_threadpool(lambda: epochs.gift_proof(gift_id, with_sender=True))
     return doc
 
 
