@@ -51,6 +51,7 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS, Anvil, free_port, start_anvil
+from tokenbridge.domain.errors import ChainError
 from tokenbridge.domain.recharge import signature_header
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,8 @@ PAUSER = Account.from_key(DEV_PRIVATE_KEYS[2])
 
 
 # what a client sees while the node is down: the connection is refused (web3 retries, then raises)
-CHAIN_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+# raw web3 calls raise the transport's errors; VaultClient reads translate them into ChainError
+CHAIN_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, ChainError)
 
 
 def log(msg: str) -> None:
