@@ -18,7 +18,7 @@ from tokenbridge.bootstrap import build_services
 from tokenbridge.config import load_settings
 
 TOKENBRIDGE = str(Path(sys.executable).with_name("tokenbridge"))
-STARTUP_TIMEOUT_S = 30
+STARTUP_TIMEOUT_S = 90  # a bound on waiting for start-up under load, not a speed claim
 
 
 def _free_port() -> int:
