@@ -7,6 +7,8 @@ Importable as `support_bridge` (pytest's `pythonpath` includes tests/).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +75,16 @@ def deploy_bed(anvil: Anvil, params: VaultParams = PARAMS) -> Bed:
 def uow_factory(url: str) -> tuple[UnitOfWorkFactory, Any]:
     engine = make_engine(url)
     return UnitOfWorkFactory(*session_factories(engine)), engine
+
+
+@contextmanager
+def bridge_uow(url: str) -> Iterator[UnitOfWorkFactory]:
+    """A unit-of-work factory on `url`, its engine disposed afterwards."""
+    factory, engine = uow_factory(url)
+    try:
+        yield factory
+    finally:
+        engine.dispose()
 
 
 def deposit_service(

@@ -5,7 +5,11 @@ Importable from any test module as `support_ledger` (pytest's `pythonpath` inclu
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 TEST_POSTGRES_ENV = "TOKENBRIDGE_TEST_POSTGRES_URL"
 
@@ -92,3 +96,28 @@ class LedgerHarness:
 
     def close(self) -> None:
         self.services.close()
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_dir: Path, prefix: str) -> Iterator[str]:
+    """A new, migrated database used by one test only: a SQLite file in `tmp_dir`, or a PostgreSQL
+    database `<prefix>_<random>` on TOKENBRIDGE_TEST_POSTGRES_URL (skipped with the reason when unset),
+    dropped afterwards."""
+    import pytest
+
+    from tokenbridge.adapters.db import migrate
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_dir / f'{prefix}.sqlite3'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    server = os.environ.get(TEST_POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests need {TEST_POSTGRES_ENV}")
+    url, name = create_postgres_database(server, prefix=prefix)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        drop_postgres_database(server, name)

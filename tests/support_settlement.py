@@ -254,33 +254,18 @@ def make_settlement(
 
 # --- fixtures (imported by the settlement test modules) ---------------------------------------
 
-import os  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from support_ledger import TEST_POSTGRES_ENV, create_postgres_database, drop_postgres_database  # noqa: E402
+from support_ledger import fresh_database  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A new, migrated database for this test only (SQLite file; PostgreSQL `tb_settle_*`)."""
-    from tokenbridge.adapters.db import migrate
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('settle-db') / 'settle.sqlite3'}"
-        migrate.upgrade(url)
+    with fresh_database(request.param, tmp_path_factory.mktemp("settle-db"), "tb_settle") as url:
         yield url
-        return
-    server = os.environ.get(TEST_POSTGRES_ENV)
-    if not server:
-        pytest.skip(f"PostgreSQL tests need {TEST_POSTGRES_ENV}")
-    url, name = create_postgres_database(server, prefix="tb_settle")
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        drop_postgres_database(server, name)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from support_bridge import WALLETS, Bed, deploy_bed, deposit_service, uow_factory
+from support_bridge import WALLETS, Bed, bridge_uow, deploy_bed, deposit_service
 from support_ledger import LedgerHarness
 from tokenbridge.adapters.chain.devnet import Anvil, start_anvil
 from tokenbridge.adapters.db.models_deposits import Alarm, Deposit
@@ -31,11 +31,8 @@ AMOUNT = 3_000_000
 @pytest.fixture(scope="module")
 def reorg_anvil() -> Iterator[Anvil]:
     """A node of its own: reorganisations must not disturb the nodes other tests share."""
-    node = start_anvil()
-    try:
+    with start_anvil() as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture
@@ -47,11 +44,8 @@ def bed(reorg_anvil: Anvil) -> Bed:
 
 @pytest.fixture
 def uow(db_url: str) -> Iterator[UnitOfWorkFactory]:
-    factory, engine = uow_factory(db_url)
-    try:
+    with bridge_uow(db_url) as factory:
         yield factory
-    finally:
-        engine.dispose()
 
 
 def deposit_txs(bed: Bed, wallet: Any, key: str, amount: int) -> list[list[Any]]:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from web3 import Web3
 from web3.types import RPCEndpoint, RPCResponse
 
-from support_bridge import WALLETS, Bed, deploy_bed, deposit_service, uow_factory
+from support_bridge import WALLETS, Bed, bridge_uow, deploy_bed, deposit_service
 from support_ledger import LedgerHarness
 from tokenbridge.adapters.chain.devnet import Anvil, start_anvil
 from tokenbridge.adapters.chain.indexer import AdaptiveRange, DepositLog, Web3DepositSource
@@ -30,11 +30,8 @@ AMOUNT = 7_000_000
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[Anvil]:
-    anvil = start_anvil()
-    try:
+    with start_anvil() as anvil:
         yield anvil
-    finally:
-        anvil.stop()
 
 
 @pytest.fixture
@@ -46,11 +43,8 @@ def bed(node: Anvil) -> Bed:
 
 @pytest.fixture
 def uow(db_url: str) -> Iterator[UnitOfWorkFactory]:
-    factory, engine = uow_factory(db_url)
-    try:
+    with bridge_uow(db_url) as factory:
         yield factory
-    finally:
-        engine.dispose()
 
 
 def coins(ledger: LedgerHarness, account_id: str) -> int:

@@ -16,10 +16,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from support_bridge import WALLETS, Bed, deploy_bed, deposit_service, uow_factory
-from support_ledger import TEST_POSTGRES_ENV, LedgerHarness, create_postgres_database, drop_postgres_database
+from support_bridge import WALLETS, Bed, bridge_uow, deploy_bed, deposit_service
+from support_ledger import LedgerHarness, fresh_database
 from tokenbridge.adapters.chain.devnet import DEV_PRIVATE_KEYS, Anvil, start_anvil
-from tokenbridge.adapters.db import migrate
 from tokenbridge.adapters.db.models import OutboxItem
 from tokenbridge.adapters.db.models_settlement import ChainBatch, ChainBatchItem, Epoch, EpochCredit
 from tokenbridge.adapters.db.uow import UnitOfWorkFactory
@@ -38,30 +37,15 @@ DEPOSIT = 4_000_000
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[Anvil]:
-    anvil = start_anvil()
-    try:
+    with start_anvil() as anvil:
         yield anvil
-    finally:
-        anvil.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of its own: reconcile totals the whole ledger, so no other test may share it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('reconcile') / 'db.sqlite3'}"
-        migrate.upgrade(url)
+    with fresh_database(request.param, tmp_path_factory.mktemp("reconcile"), "tbrec") as url:
         yield url
-        return
-    server = os.environ.get(TEST_POSTGRES_ENV)
-    if not server:
-        pytest.skip(f"PostgreSQL tests need {TEST_POSTGRES_ENV}")
-    url, name = create_postgres_database(server, prefix="tbrec")
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        drop_postgres_database(server, name)
 
 
 @pytest.fixture
@@ -75,11 +59,8 @@ def ledger(fresh_db: str) -> Iterator[LedgerHarness]:
 
 @pytest.fixture
 def uow(fresh_db: str) -> Iterator[UnitOfWorkFactory]:
-    factory, engine = uow_factory(fresh_db)
-    try:
+    with bridge_uow(fresh_db) as factory:
         yield factory
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
