@@ -7,7 +7,7 @@ dropped at the end):
    keep-alive client (asyncio, one connection per in-flight request) posts one gift per
    request to POST /v1/gifts. Rate = created gifts / wall time; p50/p99 per request.
 2. `batch_per_s`: the same gifts through POST /v1/gifts/batch (1000 per request).
-3. `raw_sql_per_s`: the same rows (transfer, three legs, gift, sender balance under a
+3. `raw_sql_per_s`: the same rows (the gift row, the sender's balance under a
    row lock) written with plain SQL on the DB-API driver, one transaction per gift, from
    several threads: the ceiling the database itself allows on this machine.
 
@@ -369,37 +369,34 @@ async def batch_http(port: int, pop: Population, budget: Budget, concurrency: in
 # --- the raw-SQL limit ------------------------------------------------------------------
 
 
-def _sql_gift_rows(pop: Population, i: int, tag: str) -> tuple[str, str, str, int, int, str, str]:
-    from tokenbridge.domain.gifts import gift_posting, validate_gift
+def _sql_gift_rows(pop: Population, i: int, tag: str) -> tuple[str, str, str, int, int, str]:
+    from tokenbridge.domain.gifts import validate_gift
     from tokenbridge.domain.ledger import request_hash
+    from tokenbridge.domain.split import split
 
     sender, creator = pop.senders[i % len(pop.senders)], pop.creators[i % len(pop.creators)]
     req = validate_gift(f"{tag}-{i}", sender, creator, GIFT_AMOUNT)
-    parts, posting = gift_posting(req, 7_000)
-    legs = json.dumps([(leg.account, leg.side, leg.amount) for leg in posting.legs])
-    return req.id, sender, creator, parts.creator_amount, parts.platform_amount, request_hash(req.body()), legs
+    parts = split(req.amount, 7_000)
+    return req.id, sender, creator, parts.creator_amount, parts.platform_amount, request_hash(req.body())
 
 
 def raw_sql(url: str, pop: Population, budget: Budget, threads: int) -> dict[str, Any]:
-    """One transaction per gift: lock sender, read creator, insert transfer + 3 legs + gift, update sender."""
+    """One transaction per gift: lock sender, read creator, insert the gift row, update sender."""
     tag = f"r{secrets.token_hex(3)}"
     is_pg = url.startswith("postgresql")
     q = (lambda sql: sql.replace("?", "%s")) if is_pg else (lambda sql: sql)
     lock = q(
-        "SELECT coins, account_key FROM accounts WHERE id = ? FOR UPDATE"
+        "SELECT coins, account_key FROM accounts WHERE id = ? FOR NO KEY UPDATE"
         if is_pg
         else "SELECT coins, account_key FROM accounts WHERE id = ?"
     )
     creator_q = q("SELECT kind, account_key FROM accounts WHERE id = ?")
-    ins_transfer = q(
-        "INSERT INTO transfers (caller_id, kind, request_hash, created_at) VALUES (?, 'gift', ?, ?) RETURNING id"
-    )
-    ins_leg = q("INSERT INTO transfer_legs (transfer_id, account, side, amount, folded) VALUES (?, ?, ?, ?, ?)")
     upd_sender = q("UPDATE accounts SET coins = coins - ?, gifted_today = gifted_today + ? WHERE id = ?")
     ins_gift = q(
-        "INSERT INTO gifts (id, transfer_id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount, "
-        "platform_amount, creator_bps, status, epoch_id, request_hash, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 7000, 'posted', NULL, ?, ?)"
+        "INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount, "
+        "platform_amount, creator_bps, status, epoch_id, request_hash, created_at, ledger_creator_amount, "
+        "ledger_platform_amount, creator_folded, platform_folded) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 7000, 'posted', NULL, ?, ?, ?, ?, false, false)"
     )
     counter = iter(range(10**12))
     counter_lock = threading.Lock()
@@ -426,7 +423,7 @@ def raw_sql(url: str, pop: Population, budget: Budget, threads: int) -> dict[str
             while budget.take():
                 with counter_lock:
                     i = next(counter)
-                gift_id, sender, creator, c_amt, p_amt, rhash, legs = _sql_gift_rows(pop, i, tag)
+                gift_id, sender, creator, c_amt, p_amt, rhash = _sql_gift_rows(pop, i, tag)
                 cur = conn.cursor()
                 if not is_pg:
                     cur.execute("BEGIN IMMEDIATE")
@@ -434,14 +431,9 @@ def raw_sql(url: str, pop: Population, budget: Budget, threads: int) -> dict[str
                 assert coins >= GIFT_AMOUNT
                 _, creator_key = cur.execute(creator_q, (creator,)).fetchone()
                 ts = now()
-                transfer_id = cur.execute(ins_transfer, (f"gift:{gift_id}", rhash, ts)).fetchone()[0]
-                cur.executemany(
-                    ins_leg,
-                    [(transfer_id, a, s, amt, a.endswith(":coins")) for a, s, amt in json.loads(legs)],
-                )
                 cur.execute(upd_sender, (GIFT_AMOUNT, GIFT_AMOUNT, sender))
-                row = (gift_id, transfer_id, sender, creator, sender_key, creator_key, GIFT_AMOUNT, c_amt, p_amt)
-                cur.execute(ins_gift, (*row, rhash, ts))
+                row = (gift_id, sender, creator, sender_key, creator_key, GIFT_AMOUNT, c_amt, p_amt)
+                cur.execute(ins_gift, (*row, rhash, ts, c_amt, p_amt))
                 if is_pg:
                     conn.commit()
                 else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+from dataclasses import dataclass
 
 from .accounts import check_daily_limit, check_not_restricted, validate_id
 from .errors import InsufficientFunds, InvalidInput, OutstandingDebt
@@ -23,6 +24,16 @@ class GiftRequest:
     def body(self) -> dict[str, object]:
         """What a replay must match: the gift id alone does not say what was asked."""
         return {"from": self.sender_id, "to": self.creator_id, "amount": self.amount}
+
+
+def gift_request_hash(req: GiftRequest) -> str:
+    """`ledger.request_hash(req.body())`, without the general JSON encoder (the gift hot path).
+
+    Valid ids are `[A-Za-z0-9._@-]` and the amount an int, so the canonical JSON (sorted
+    keys, no whitespace, ASCII) is this exact string; a property test holds the two equal.
+    """
+    canonical = f'{{"amount":{req.amount},"from":"{req.sender_id}","to":"{req.creator_id}"}}'
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validate_gift(gift_id: object, sender_id: object, creator_id: object, amount: object) -> GiftRequest:
@@ -82,7 +93,15 @@ def debit_sender(req: GiftRequest, sender: SenderState, creator: CreatorState) -
     earlier ones spent; the adapter writes the final state once per sender.
     """
     check_gift(req, sender, creator)
-    return replace(sender, coins=sender.coins - req.amount, gifted_today=sender.gifted_today + req.amount)
+    return SenderState(  # not dataclasses.replace: this runs once per gift on the hot path
+        sender.id,
+        sender.kind,
+        sender.coins - req.amount,
+        sender.debt,
+        sender.restricted,
+        sender.gifted_today + req.amount,
+        sender.daily_limit,
+    )
 
 
 def gifted_on(day: str, counter_day: str, gifted_today: int) -> int:

@@ -25,7 +25,7 @@ class LedgerTotals:
     reversed: int  # sum of refund/chargeback amounts applied (coins + debt)
     minted: int  # outbox mint total
     burned: int  # outbox burn total
-    unbalanced_transfers: tuple[int, ...]
+    unbalanced_transfers: tuple[str, ...]  # "transfer:<id>" or "gift:<id>"
     negative_accounts: tuple[str, ...]
     cache_mismatches: tuple[str, ...]  # accounts whose cached balance != sum of their legs
 

@@ -1,32 +1,30 @@
-"""The gift hot path in SQL: few round trips, no ORM unit of work.
+"""The gift hot path in SQL: a few round trips per call, whatever the number of gifts.
 
-A gift is checked in Python (`domain.gifts`) against the sender's row read under a lock,
-then written in one go. Rows written per gift are the same as every other posting's
-(a `transfers` row, its legs, the `gifts` row) plus the sender's balance, so every reader
-of transfers and legs (folds, audits, settlement) sees gifts as before.
+A gift is one row of `gifts` (revision 0007, docs/ledger.md "A gift is one row"): the
+journal entry itself. Its debit of the sender's coins is applied to the sender's cached
+balance in the same transaction (the row is locked); its two credits, to the creator's
+earnings and to platform revenue, are appended unfolded and folded later
+(`repositories.Ledger.fold`). Single gifts and batches take the same path: a single gift is
+a batch of one, and the API groups concurrent single gifts into one call.
 
-PostgreSQL, one gift (`context` + `append`, then COMMIT):
+PostgreSQL (psycopg directly, server-side prepared statements; SQLAlchemy's per-execute
+machinery cost as much CPU as the statements themselves):
 
-1. `WITH s AS (SELECT ... FROM accounts WHERE id = :sender FOR NO KEY UPDATE) SELECT s.*,
-   creator, existing gift's hash` -- the lock, the creator and the idempotency probe in
-   one statement;
-2. one statement of data-modifying CTEs: INSERT transfer, INSERT legs (unnest), INSERT
-   gift, UPDATE the sender's coins and daily counter.
-
-A batch (`lock_senders`, `creators`, `existing`, `append_many`): the distinct senders
-locked once in id order, creators and existing ids read with `= ANY(:ids)`, then all
-transfers, legs, gifts and sender balances written by ONE statement (`json_to_recordset`).
+1. one pipelined round trip: lock the distinct senders in id order (`FOR NO KEY UPDATE`,
+   so concurrent calls cannot deadlock and foreign-key checks of other gifts do not wait),
+   read the creators, read the gifts that already exist under the ids (replays, 409s);
+2. one statement: INSERT every new gift from one JSON parameter (`json_to_recordset`
+   parses it in C on the server) and UPDATE every sender's coins and daily counter.
 
 SQLite: the same reads (no `FOR` clause: the writer holds the database lock from BEGIN
-IMMEDIATE) and Core inserts (`executemany`); it is in-process, so round trips are cheap.
+IMMEDIATE) and Core `executemany` writes; it is in-process, so round trips are cheap.
 
-A concurrent first post of the same gift id loses on the unique `transfers.caller_id`
+A concurrent first post of the same gift id by another process loses on the primary key
 (IntegrityError): the caller's `retry_on_race` re-runs and finds the winner's row.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,19 +36,9 @@ from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.errors import UnbalancedPosting
 
-from .models import Account, Gift, Transfer, TransferLeg
-
-_ACCOUNTS = Account.__table__
-_TRANSFERS = Transfer.__table__
-_LEGS = TransferLeg.__table__
-_GIFTS = Gift.__table__
-
-_SENDER_COLS = (
-    "id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today, account_key, salt"
-)
+from .models import Account, Gift
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +67,38 @@ class CreatorRow:
 
 
 @dataclass(frozen=True, slots=True)
-class GiftContext:
-    """Everything a single gift needs, read in one statement (the sender's row locked)."""
+class ExistingGift:
+    """A gift already posted under an id, with what a replay answers (its receipt's fields)."""
 
-    sender: SenderRow | None
-    creator: CreatorRow | None
-    existing_hash: str | None
+    id: str
+    sender_id: str
+    creator_id: str
+    sender_key: str
+    creator_key: str
+    gross: int
+    creator_amount: int
+    platform_amount: int
+    creator_bps: int
+    status: str
+    epoch_id: int | None
+    created_at: datetime
+    request_hash: str
+    sender_salt: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GiftContext:
+    """Everything a call needs, read under the senders' locks."""
+
+    senders: dict[str, SenderRow]
+    creators: dict[str, CreatorRow]
+    existing: dict[str, ExistingGift]
 
 
 @dataclass(frozen=True, slots=True)
 class NewGift:
-    """A checked gift to append; `posting` is the domain's balanced posting for it."""
+    """A checked gift to write: the journal entry debit `gross` = credits `creator_amount` +
+    `platform_amount` (the table's CHECK constraint refuses anything else)."""
 
     id: str
     sender_id: str
@@ -101,7 +110,6 @@ class NewGift:
     platform_amount: int
     creator_bps: int
     request_hash: str
-    posting: lg.Posting
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,110 +123,46 @@ class SenderUpdate:
     counter_day: str
 
 
-# --- PostgreSQL statements (text: data-modifying CTEs and unnest are PostgreSQL-only) -------
+# --- PostgreSQL statements (psycopg placeholders; prepared on the server) ----------------------
 
-# psycopg directly (server-side prepared after a few runs): SQLAlchemy's per-execute
-# machinery cost about as much CPU as the two statements themselves.
-_PG_CONTEXT = """
-    WITH s AS (
-        SELECT id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today,
-               account_key, salt
-        FROM accounts WHERE id = %(sender)s FOR NO KEY UPDATE
-    )
-    SELECT s.id, s.kind, s.coins, s.debt, s.restricted, s.is_minor, s.counter_day, s.recharged_today,
-           s.gifted_today, s.account_key, s.salt,
-           c.id AS c_id, c.kind AS c_kind, c.restricted AS c_restricted, c.account_key AS c_key,
-           g.request_hash
-    FROM (SELECT 1 AS one) AS one
-    LEFT JOIN s ON true
-    LEFT JOIN accounts AS c ON c.id = %(creator)s
-    LEFT JOIN gifts AS g ON g.id = %(gift)s
-"""
-
-_SQLITE_CONTEXT = text(
-    """
-    SELECT s.id, s.kind, s.coins, s.debt, s.restricted, s.is_minor, s.counter_day, s.recharged_today,
-           s.gifted_today, s.account_key, s.salt,
-           c.id AS c_id, c.kind AS c_kind, c.restricted AS c_restricted, c.account_key AS c_key,
-           g.request_hash
-    FROM (SELECT 1 AS one) AS one
-    LEFT JOIN accounts AS s ON s.id = :sender
-    LEFT JOIN accounts AS c ON c.id = :creator
-    LEFT JOIN gifts AS g ON g.id = :gift
-    """
-)
-
-# One gift, one statement: transfer, legs, gift, sender balance.
-_PG_APPEND = """
-    WITH t AS (
-        INSERT INTO transfers (caller_id, kind, request_hash, created_at)
-        VALUES (%(caller_id)s, %(kind)s, %(request_hash)s, %(now)s) RETURNING id
-    ), l AS (
-        INSERT INTO transfer_legs (transfer_id, account, side, amount, folded)
-        SELECT t.id, v.account, v.side, v.amount, v.folded
-        FROM t, unnest(CAST(%(leg_account)s AS text[]), CAST(%(leg_side)s AS text[]),
-                       CAST(%(leg_amount)s AS bigint[]), CAST(%(leg_folded)s AS boolean[]))
-            AS v(account, side, amount, folded)
-    ), g AS (
-        INSERT INTO gifts (id, transfer_id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
-                           platform_amount, creator_bps, status, epoch_id, request_hash, created_at)
-        SELECT %(id)s, t.id, %(sender_id)s, %(creator_id)s, %(sender_key)s, %(creator_key)s, %(gross)s,
-               %(creator_amount)s, %(platform_amount)s, %(creator_bps)s, 'posted', NULL, %(request_hash)s, %(now)s
-        FROM t
-    ), u AS (
-        UPDATE accounts SET coins = %(coins)s, gifted_today = %(gifted_today)s,
-                            recharged_today = %(recharged_today)s, counter_day = %(counter_day)s
-        WHERE id = %(sender_id)s
-    )
-    SELECT id FROM t
-"""
-
-_PG_LOCK_SENDERS = text(
+_PG_LOCK_SENDERS = (
     "SELECT id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today, account_key, salt"
-    " FROM accounts WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR NO KEY UPDATE"
+    " FROM accounts WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE"
 )
+_PG_CREATORS = "SELECT id, kind, restricted, account_key FROM accounts WHERE id = ANY(%(ids)s)"
+_EXISTING = (
+    "SELECT g.id, g.sender_id, g.creator_id, g.sender_key, g.creator_key, g.gross, g.creator_amount,"
+    " g.platform_amount, g.creator_bps, g.status, g.epoch_id, g.created_at, g.request_hash, a.salt"
+    " FROM gifts AS g JOIN accounts AS a ON a.id = g.sender_id WHERE g.id"
+)
+_PG_EXISTING = _EXISTING + " = ANY(%(ids)s)"
+
+# Every new gift and every sender's new balance, one statement. Keys are short: the JSON
+# is built per gift in Python, and its size is most of what the driver sends.
+_PG_APPEND = """
+    WITH g AS (
+        INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
+                           platform_amount, creator_bps, status, request_hash, created_at,
+                           ledger_creator_amount, ledger_platform_amount, creator_folded, platform_folded)
+        SELECT x.i, x.s, x.c, x.sk, x.ck, x.g, x.ca, x.pa, x.b, 'posted', x.h, %(now)s, x.ca, x.pa, false, false
+        FROM json_to_recordset(CAST(%(gifts)s AS json))
+            AS x(i text, s text, c text, sk text, ck text, g bigint, ca bigint, pa bigint, b integer, h text)
+        RETURNING 1
+    ), u AS (
+        UPDATE accounts AS a
+        SET coins = v.c, gifted_today = v.g, recharged_today = v.r, counter_day = v.d
+        FROM json_to_recordset(CAST(%(senders)s AS json)) AS v(i text, c bigint, g bigint, r bigint, d text)
+        WHERE a.id = v.i
+    )
+    SELECT count(*) FROM g
+"""
+
 _SQLITE_LOCK_SENDERS = text(
     "SELECT id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today, account_key, salt"
     " FROM accounts WHERE id IN :ids ORDER BY id"
 ).bindparams(bindparam("ids", expanding=True))
-_PG_CREATORS = text("SELECT id, kind, restricted, account_key FROM accounts WHERE id = ANY(CAST(:ids AS text[]))")
-
-# A whole batch, one statement. The rows travel as one JSON parameter each (gifts, legs,
-# senders): json_to_recordset parses them in C on the server, where dumping ~25,000 array
-# elements in psycopg's text format cost more Python CPU than the rest of the batch.
-# Transfers are matched back to their gift and legs by caller_id.
-_PG_APPEND_MANY = text(
-    """
-    WITH x AS (
-        SELECT * FROM json_to_recordset(CAST(:gifts AS json))
-            AS x(id text, sender_id text, creator_id text, sender_key text, creator_key text, gross bigint,
-                 creator_amount bigint, platform_amount bigint, creator_bps integer, request_hash text)
-    ), t AS (
-        INSERT INTO transfers (caller_id, kind, request_hash, created_at)
-        SELECT 'gift:' || x.id, :kind, x.request_hash, :now FROM x
-        RETURNING id, caller_id
-    ), g AS (
-        INSERT INTO gifts (id, transfer_id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
-                           platform_amount, creator_bps, status, epoch_id, request_hash, created_at)
-        SELECT x.id, t.id, x.sender_id, x.creator_id, x.sender_key, x.creator_key, x.gross, x.creator_amount,
-               x.platform_amount, x.creator_bps, 'posted', NULL, x.request_hash, :now
-        FROM x JOIN t ON t.caller_id = 'gift:' || x.id
-    ), l AS (
-        INSERT INTO transfer_legs (transfer_id, account, side, amount, folded)
-        SELECT t.id, v.account, v.side, v.amount, v.folded
-        FROM json_to_recordset(CAST(:legs AS json))
-            AS v(caller_id text, account text, side text, amount bigint, folded boolean)
-        JOIN t ON t.caller_id = v.caller_id
-    ), u AS (
-        UPDATE accounts AS a
-        SET coins = v.coins, gifted_today = v.gifted_today, recharged_today = v.recharged_today,
-            counter_day = v.counter_day
-        FROM json_to_recordset(CAST(:senders AS json))
-            AS v(id text, coins bigint, gifted_today bigint, recharged_today bigint, counter_day text)
-        WHERE a.id = v.id
-    )
-    SELECT count(*) FROM t
-    """
+_SQLITE_CREATORS = text("SELECT id, kind, restricted, account_key FROM accounts WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
 )
 
 _UPDATE_SENDER = (
@@ -240,20 +184,49 @@ def _sender(row: Any) -> SenderRow:
     )  # fmt: skip
 
 
-def leg_rows(posting: lg.Posting, sender_coins: str) -> list[tuple[str, str, int, bool]]:
-    """(account, side, amount, folded) per leg, by the rule of `Ledger.apply`: the sender's
-    coins are on the locked row (folded: the row's cache is updated with them); every other
-    leg must be a credit (appended unfolded, folded later) or on an account that may go negative."""
-    out: list[tuple[str, str, int, bool]] = []
-    for leg in posting.legs:
-        if leg.account == sender_coins:
-            folded = True
-        elif leg.side == "credit" or lg.may_go_negative(leg.account):
-            folded = False
-        else:
-            raise UnbalancedPosting(f"{posting.kind}: debit of {leg.account} needs its row locked")
-        out.append((leg.account, leg.side, leg.amount, folded))
-    return out
+def _existing(row: Any, created_at: datetime) -> ExistingGift:
+    return ExistingGift(
+        row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]), int(row[7]), int(row[8]), row[9],
+        None if row[10] is None else int(row[10]), created_at, row[12], bytes(row[13]),
+    )  # fmt: skip
+
+
+def gifts_json(gifts: Sequence[NewGift]) -> str:
+    """The `gifts` parameter of the PostgreSQL append: a JSON array built with f-strings.
+
+    Ids match `[A-Za-z0-9._@-]` (validated by the domain) and keys and hashes are hex, so no
+    value needs escaping; `check_json_safe` guards that assumption.
+    """
+    return (
+        "["
+        + ",".join(
+            f'{{"i":"{g.id}","s":"{g.sender_id}","c":"{g.creator_id}","sk":"{g.sender_key}","ck":"{g.creator_key}",'
+            f'"g":{g.gross},"ca":{g.creator_amount},"pa":{g.platform_amount},"b":{g.creator_bps},"h":"{g.request_hash}"}}'
+            for g in gifts
+        )
+        + "]"
+    )
+
+
+def senders_json(senders: Sequence[SenderUpdate]) -> str:
+    return (
+        "["
+        + ",".join(
+            f'{{"i":"{u.id}","c":{u.coins},"g":{u.gifted_today},"r":{u.recharged_today},"d":"{u.counter_day}"}}'
+            for u in senders
+        )
+        + "]"
+    )
+
+
+_UNSAFE = frozenset('"\\') | frozenset(chr(c) for c in range(32))
+
+
+def check_json_safe(*values: str) -> None:
+    """Refuse (as a programming error) a string the f-string JSON above could not carry."""
+    for v in values:
+        if not v.isascii() or not _UNSAFE.isdisjoint(v):
+            raise UnbalancedPosting(f"value {v!r} cannot be written by the gift append")
 
 
 class GiftLedger:
@@ -266,152 +239,83 @@ class GiftLedger:
         conn = self.s.connection()
         return conn, conn.dialect.name == "postgresql"
 
-    # --- one gift ------------------------------------------------------------------------
-
-    def context(self, gift_id: str, sender_id: str, creator_id: str) -> GiftContext:
-        """Lock the sender's row and read it, the creator and an existing gift's request hash."""
-        conn, pg = self._conn()
-        params = {"sender": sender_id, "creator": creator_id, "gift": gift_id}
-        if pg:
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_CONTEXT, params):
-                row = cur.execute(_PG_CONTEXT, params, prepare=True).fetchone()
-        else:
-            row = conn.execute(_SQLITE_CONTEXT, params).one()
-        assert row is not None
-        sender = _sender(row) if row[0] is not None else None
-        creator = CreatorRow(row[11], row[12], bool(row[13]), row[14]) if row[11] is not None else None
-        return GiftContext(sender, creator, row[15])
-
-    def append(self, gift: NewGift, sender: SenderUpdate, now: datetime) -> None:
-        """Write the transfer, its legs, the gift and the sender's new balance."""
-        conn, pg = self._conn()
-        legs = leg_rows(gift.posting, lg.coins(gift.sender_id))
-        if pg:
-            params: dict[str, Any] = {
-                "caller_id": f"gift:{gift.id}",
-                "kind": gift.posting.kind,
-                "now": now,
-                "leg_account": [leg[0] for leg in legs],
-                "leg_side": [leg[1] for leg in legs],
-                "leg_amount": [leg[2] for leg in legs],
-                "leg_folded": [leg[3] for leg in legs],
-                **_gift_params(gift),
-                "coins": sender.coins,
-                "gifted_today": sender.gifted_today,
-                "recharged_today": sender.recharged_today,
-                "counter_day": sender.counter_day,
-            }
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_APPEND, params):
-                cur.execute(_PG_APPEND, params, prepare=True)
-            return
-        self._append_sqlite(conn, [gift], {gift.id: legs}, [sender], now)
-
-    # --- batches -------------------------------------------------------------------------
-
-    def lock_senders(self, sender_ids: Iterable[str]) -> dict[str, SenderRow]:
-        """Lock the senders' rows once, in id order (so concurrent batches cannot deadlock)."""
-        ids = sorted(set(sender_ids))
-        if not ids:
-            return {}
-        conn, pg = self._conn()
-        if pg:
-            rows = conn.execute(_PG_LOCK_SENDERS, {"ids": ids}).all()
-        else:
-            rows = conn.execute(_SQLITE_LOCK_SENDERS, {"ids": ids}).all()
-        return {r[0]: _sender(r) for r in rows}
-
-    def creators(self, creator_ids: Iterable[str]) -> dict[str, CreatorRow]:
-        ids = sorted(set(creator_ids))
-        if not ids:
-            return {}
-        conn, pg = self._conn()
-        if pg:
-            rows = conn.execute(_PG_CREATORS, {"ids": ids}).all()
-        else:
-            rows = conn.execute(
-                select(Account.id, Account.kind, Account.restricted, Account.account_key).where(Account.id.in_(ids))
-            ).all()
-        return {r[0]: CreatorRow(r[0], r[1], bool(r[2]), r[3]) for r in rows}
-
-    def existing(self, gift_ids: Iterable[str]) -> dict[str, tuple[Gift, bytes]]:
-        """Gifts already posted under these ids, with their sender's salt (replays, 409s)."""
+    def context(self, sender_ids: Iterable[str], creator_ids: Iterable[str], gift_ids: Iterable[str]) -> GiftContext:
+        """Lock the senders' rows (once each, in id order) and read the creators and the gifts
+        already posted under `gift_ids`."""
+        senders = sorted(set(sender_ids))
+        creators = sorted(set(creator_ids))
         ids = sorted(set(gift_ids))
-        if not ids:
-            return {}
-        rows = self.s.execute(
-            select(Gift, Account.salt).join(Account, Account.id == Gift.sender_id).where(Gift.id.in_(ids))
-        ).all()
-        return {g.id: (g, bytes(salt)) for g, salt in rows}
+        conn, pg = self._conn()
+        if pg:
+            raw = _dbapi(conn)
+            with (
+                _sqlalchemy_errors(_PG_LOCK_SENDERS, {"ids": senders}),
+                raw.pipeline(),
+                raw.cursor() as c1,
+                raw.cursor() as c2,
+                raw.cursor() as c3,
+            ):
+                c1.execute(_PG_LOCK_SENDERS, {"ids": senders}, prepare=True)
+                c2.execute(_PG_CREATORS, {"ids": creators}, prepare=True)
+                c3.execute(_PG_EXISTING, {"ids": ids}, prepare=True)
+                sender_rows, creator_rows, existing_rows = c1.fetchall(), c2.fetchall(), c3.fetchall()
+            existing = {r[0]: _existing(r, r[11]) for r in existing_rows}
+        else:
+            sender_rows = list(conn.execute(_SQLITE_LOCK_SENDERS, {"ids": senders}).all()) if senders else []
+            creator_rows = list(conn.execute(_SQLITE_CREATORS, {"ids": creators}).all()) if creators else []
+            existing = {}
+            if ids:
+                rows = self.s.execute(
+                    select(Gift, Account.salt).join(Account, Account.id == Gift.sender_id).where(Gift.id.in_(ids))
+                ).all()
+                for g, salt in rows:
+                    existing[g.id] = ExistingGift(
+                        g.id, g.sender_id, g.creator_id, g.sender_key, g.creator_key, g.gross, g.creator_amount,
+                        g.platform_amount, g.creator_bps, g.status, g.epoch_id, g.created_at, g.request_hash,
+                        bytes(salt),
+                    )  # fmt: skip
+        return GiftContext(
+            {r[0]: _sender(r) for r in sender_rows},
+            {r[0]: CreatorRow(r[0], r[1], bool(r[2]), r[3]) for r in creator_rows},
+            existing,
+        )
 
-    def append_many(self, gifts: Sequence[NewGift], senders: Sequence[SenderUpdate], now: datetime) -> None:
-        """Write all transfers, legs, gifts and the senders' new balances (one statement on PostgreSQL)."""
+    def append(self, gifts: Sequence[NewGift], senders: Sequence[SenderUpdate], now: datetime) -> None:
+        """Write every gift row and every sender's new balance (one statement on PostgreSQL)."""
         if not gifts:
             return
         conn, pg = self._conn()
-        legs = {g.id: leg_rows(g.posting, lg.coins(g.sender_id)) for g in gifts}
-        if not pg:
-            self._append_sqlite(conn, gifts, legs, senders, now)
+        if pg:
+            params = {"now": now, "gifts": gifts_json(gifts), "senders": senders_json(senders)}
+            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_APPEND, params):
+                row = cur.execute(_PG_APPEND, params, prepare=True).fetchone()
+            if row is None or row[0] != len(gifts):  # pragma: no cover - a unique violation raises instead
+                raise UnbalancedPosting(f"wrote {row and row[0]} gifts of {len(gifts)}")
             return
-        kinds = {g.posting.kind for g in gifts}
-        if len(kinds) != 1:  # pragma: no cover - every gift posting has kind "gift"
-            raise UnbalancedPosting(f"one batch, one posting kind: {sorted(kinds)}")
-        leg_objs = [
-            {"caller_id": f"gift:{gift_id}", "account": a, "side": sd, "amount": m, "folded": f}
-            for gift_id, rows in legs.items()
-            for a, sd, m, f in rows
-        ]
-        count = conn.execute(
-            _PG_APPEND_MANY,
-            {
-                "kind": kinds.pop(),
-                "now": now,
-                "gifts": json.dumps([_gift_params(g) for g in gifts]),
-                "legs": json.dumps(leg_objs),
-                "senders": json.dumps(
-                    [
-                        {
-                            "id": u.id,
-                            "coins": u.coins,
-                            "gifted_today": u.gifted_today,
-                            "recharged_today": u.recharged_today,
-                            "counter_day": u.counter_day,
-                        }
-                        for u in senders
-                    ]
-                ),
-            },
-        ).scalar_one()
-        if count != len(gifts):  # pragma: no cover - a unique violation raises instead
-            raise UnbalancedPosting(f"batch wrote {count} transfers for {len(gifts)} gifts")
-
-    @staticmethod
-    def _append_sqlite(
-        conn: Connection,
-        gifts: Sequence[NewGift],
-        legs: dict[str, list[tuple[str, str, int, bool]]],
-        senders: Sequence[SenderUpdate],
-        now: datetime,
-    ) -> None:
-        ids = conn.execute(
-            insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True),
-            [
-                {"caller_id": f"gift:{g.id}", "kind": g.posting.kind, "request_hash": g.request_hash, "created_at": now}
-                for g in gifts
-            ],
-        ).scalars().all()  # fmt: skip
-        conn.execute(
-            insert(TransferLeg),
-            [
-                {"transfer_id": tid, "account": a, "side": s, "amount": m, "folded": f}
-                for g, tid in zip(gifts, ids, strict=True)
-                for a, s, m, f in legs[g.id]
-            ],
-        )
         conn.execute(
             insert(Gift),
             [
-                _gift_params(g) | {"transfer_id": tid, "status": "posted", "epoch_id": None, "created_at": now}
-                for g, tid in zip(gifts, ids, strict=True)
+                {
+                    "id": g.id,
+                    "transfer_id": None,
+                    "sender_id": g.sender_id,
+                    "creator_id": g.creator_id,
+                    "sender_key": g.sender_key,
+                    "creator_key": g.creator_key,
+                    "gross": g.gross,
+                    "creator_amount": g.creator_amount,
+                    "platform_amount": g.platform_amount,
+                    "creator_bps": g.creator_bps,
+                    "status": "posted",
+                    "epoch_id": None,
+                    "request_hash": g.request_hash,
+                    "created_at": now,
+                    "ledger_creator_amount": g.creator_amount,
+                    "ledger_platform_amount": g.platform_amount,
+                    "creator_folded": False,
+                    "platform_folded": False,
+                }
+                for g in gifts
             ],
         )
         conn.execute(
@@ -446,18 +350,3 @@ def _sqlalchemy_errors(statement: str, params: dict[str, Any]) -> Iterator[None]
         raise sa_exc.OperationalError(statement, params, exc) from exc
     except psycopg.DatabaseError as exc:
         raise sa_exc.DatabaseError(statement, params, exc) from exc
-
-
-def _gift_params(g: NewGift) -> dict[str, Any]:
-    return {
-        "id": g.id,
-        "sender_id": g.sender_id,
-        "creator_id": g.creator_id,
-        "sender_key": g.sender_key,
-        "creator_key": g.creator_key,
-        "gross": g.gross,
-        "creator_amount": g.creator_amount,
-        "platform_amount": g.platform_amount,
-        "creator_bps": g.creator_bps,
-        "request_hash": g.request_hash,
-    }

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,9 +135,29 @@ class TransferLeg(Base):
 
 class Gift(Base):
     __tablename__ = "gifts"
+    __table_args__ = (
+        CheckConstraint(
+            "gross = ledger_creator_amount + ledger_platform_amount AND ledger_creator_amount >= 0"
+            " AND ledger_platform_amount >= 0",
+            name="ledger_balanced",
+        ),
+        Index(
+            "ix_gifts_creator_unfolded",
+            "creator_id",
+            postgresql_where=text("NOT creator_folded"),
+            sqlite_where=text("NOT creator_folded"),
+        ),
+        Index(
+            "ix_gifts_platform_unfolded",
+            "platform_folded",
+            postgresql_where=text("NOT platform_folded"),
+            sqlite_where=text("NOT platform_folded"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfers.id"), unique=True)
+    # Set only for gifts posted before revision 0007, whose journal is a transfer with legs.
+    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"), unique=True)
     sender_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     creator_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     sender_key: Mapped[str] = mapped_column(String(66))
@@ -149,6 +170,14 @@ class Gift(Base):
     epoch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The gift as a journal entry (docs/ledger.md, "A gift is one row"): the sender's coins
+    # are debited `gross` when the row is written; the two credits below are what the ledger
+    # posted (an epoch's re-split changes `creator_amount`/`platform_amount`, never these) and
+    # are folded into the creator's earnings and platform revenue later.
+    ledger_creator_amount: Mapped[int] = mapped_column(BigInteger)
+    ledger_platform_amount: Mapped[int] = mapped_column(BigInteger)
+    creator_folded: Mapped[bool] = mapped_column(Boolean, default=False)
+    platform_folded: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Payment(Base):

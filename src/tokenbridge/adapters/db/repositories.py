@@ -5,12 +5,20 @@ cached balance (the row was read `FOR UPDATE` in this transaction) and is refuse
 non-negative balance would drop below zero; a leg on a credit-only hot account is only
 appended (`folded = false`) and summed at read time until `Ledger.fold` moves it into
 the cache.
+
+Gifts are journal entries of their own (one `gifts` row each, revision 0007): the sender's
+debit is on the locked row when the gift is written, and the creator's and platform's
+credits are unfolded until a fold flags them (`creator_folded`, `platform_folded`). Every
+reader below that sums legs also sums those rows, so balances, folds and audits see one
+journal. Gifts posted before 0007 have a transfer with legs instead (`transfer_id` set,
+both flags true) and are counted through their legs only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +41,18 @@ from .models import (
 )
 
 _SIGNED = case((TransferLeg.side == "credit", TransferLeg.amount), else_=-TransferLeg.amount)
+_CREATOR_UNFOLDED = Gift.creator_folded.is_(False)
+_PLATFORM_UNFOLDED = Gift.platform_folded.is_(False)
+_JOURNAL_GIFT = Gift.transfer_id.is_(None)  # a gift row that is its own journal entry
+
+
+def _unfolded_gift_credits(creator_id: Any) -> Any:
+    """SUM of a creator's gift credits not yet folded (a scalar subquery)."""
+    return (
+        select(func.coalesce(func.sum(Gift.ledger_creator_amount), 0))
+        .where(Gift.creator_id == creator_id, _CREATOR_UNFOLDED)
+        .scalar_subquery()
+    )
 
 
 class Accounts:
@@ -78,6 +98,13 @@ class Accounts:
         out = dict.fromkeys(account_ids, 0)
         for name, total in rows:
             out[names[name]] = int(total)
+        gift_rows = self.s.execute(
+            select(Gift.creator_id, func.sum(Gift.ledger_creator_amount))
+            .where(Gift.creator_id.in_(list(account_ids)), _CREATOR_UNFOLDED)
+            .group_by(Gift.creator_id)
+        ).all()
+        for creator_id, total in gift_rows:
+            out[creator_id] += int(total)
         return out
 
     def with_earnings(self, account_id: str) -> tuple[Account, int] | None:
@@ -88,7 +115,10 @@ class Accounts:
             .where(TransferLeg.account == lg.earnings(account_id), TransferLeg.folded.is_(False))
             .scalar_subquery()
         )
-        row = self.s.execute(select(Account, Account.earnings + unfolded).where(Account.id == account_id)).one_or_none()
+        gifts = _unfolded_gift_credits(account_id)
+        row = self.s.execute(
+            select(Account, Account.earnings + unfolded + gifts).where(Account.id == account_id)
+        ).one_or_none()
         if row is None:
             return None
         return row[0], int(row[1])
@@ -103,7 +133,8 @@ class Accounts:
             .correlate(Account)
             .scalar_subquery()
         )
-        q = select(Account, Account.earnings + unfolded).order_by(Account.id).limit(limit)
+        gifts = _unfolded_gift_credits(Account.id)
+        q = select(Account, Account.earnings + unfolded + gifts).order_by(Account.id).limit(limit)
         if after is not None:
             q = q.where(Account.id > after)
         return [(a, int(e)) for a, e in self.s.execute(q).all()]
@@ -169,6 +200,8 @@ class Ledger:
             .returning(TransferLeg.side, TransferLeg.amount)
         ).all()
         delta = sum(amount if side == "credit" else -amount for side, amount in rows)
+        if owner is not None or name == lg.PLATFORM_REVENUE:
+            delta += self._fold_gifts(owner)
         if delta:
             if owner is not None:
                 self.s.execute(update(Account).where(Account.id == owner).values(earnings=Account.earnings + delta))
@@ -180,17 +213,57 @@ class Ledger:
                 )
         return delta
 
+    def _fold_gifts(self, creator_id: str | None) -> int:
+        """Flag the unfolded gift credits of a creator (or, for None, of platform revenue) as
+        folded; return their sum (the caller adds it to the cache in the same transaction)."""
+        if creator_id is not None:
+            stmt = (
+                update(Gift)
+                .where(Gift.creator_id == creator_id, _CREATOR_UNFOLDED)
+                .values(creator_folded=True)
+                .returning(Gift.ledger_creator_amount)
+            )
+        else:
+            stmt = (
+                update(Gift)
+                .where(_PLATFORM_UNFOLDED)
+                .values(platform_folded=True)
+                .returning(Gift.ledger_platform_amount)
+            )
+        stmt = stmt.execution_options(synchronize_session=False)
+        if self.s.get_bind().dialect.name == "postgresql":
+            folded = stmt.cte("folded")
+            return int(self.s.execute(select(func.coalesce(func.sum(folded.c[0]), 0))).scalar_one())
+        return sum(int(v) for v in self.s.scalars(stmt).all())
+
     def unfolded_sums(self) -> dict[str, int]:
-        """SUM of not-yet-folded legs per ledger account."""
+        """SUM of not-yet-folded legs and gift credits per ledger account."""
         rows = self.s.execute(
             select(TransferLeg.account, func.sum(_SIGNED))
             .where(TransferLeg.folded.is_(False))
             .group_by(TransferLeg.account)
         ).all()
-        return {name: int(total) for name, total in rows}
+        out = {name: int(total) for name, total in rows}
+        for creator_id, total in self.s.execute(
+            select(Gift.creator_id, func.sum(Gift.ledger_creator_amount))
+            .where(_CREATOR_UNFOLDED)
+            .group_by(Gift.creator_id)
+        ).all():
+            name = lg.earnings(creator_id)
+            out[name] = out.get(name, 0) + int(total)
+        platform = self.s.execute(select(func.sum(Gift.ledger_platform_amount)).where(_PLATFORM_UNFOLDED)).scalar()
+        if platform is not None:
+            out[lg.PLATFORM_REVENUE] = out.get(lg.PLATFORM_REVENUE, 0) + int(platform)
+        return out
 
     def unfolded_accounts(self) -> list[str]:
-        return list(self.s.scalars(select(TransferLeg.account).where(TransferLeg.folded.is_(False)).distinct()).all())
+        names = set(self.s.scalars(select(TransferLeg.account).where(TransferLeg.folded.is_(False)).distinct()).all())
+        names.update(
+            lg.earnings(c) for c in self.s.scalars(select(Gift.creator_id).where(_CREATOR_UNFOLDED).distinct()).all()
+        )
+        if self.s.execute(select(Gift.id).where(_PLATFORM_UNFOLDED).limit(1)).first() is not None:
+            names.add(lg.PLATFORM_REVENUE)
+        return sorted(names)
 
     def system_balance(self, name: str) -> int:
         unfolded = (
@@ -199,19 +272,45 @@ class Ledger:
             .scalar_subquery()
         )
         value = self.s.execute(select(SystemBalance.balance + unfolded).where(SystemBalance.name == name)).scalar()
-        return int(value or 0)
+        if name != lg.PLATFORM_REVENUE:
+            return int(value or 0)
+        gifts = self.s.execute(
+            select(func.coalesce(func.sum(Gift.ledger_platform_amount), 0)).where(_PLATFORM_UNFOLDED)
+        ).scalar_one()
+        return int(value or 0) + int(gifts)
 
     def balances_from_legs(self) -> dict[str, int]:
         """Every ledger account's balance recomputed from the append-only legs (audit)."""
         rows = self.s.execute(select(TransferLeg.account, func.sum(_SIGNED)).group_by(TransferLeg.account)).all()
-        return {name: int(total) for name, total in rows}
+        out = {name: int(total) for name, total in rows}
 
-    def unbalanced_transfers(self) -> list[int]:
-        """Ids of transfers whose debits != credits (must always be empty: invariant 1)."""
+        def add(name: str, amount: int) -> None:
+            out[name] = out.get(name, 0) + amount
+
+        for sender_id, gross in self.s.execute(
+            select(Gift.sender_id, func.sum(Gift.gross)).where(_JOURNAL_GIFT).group_by(Gift.sender_id)
+        ).all():
+            add(lg.coins(sender_id), -int(gross))
+        for creator_id, amount in self.s.execute(
+            select(Gift.creator_id, func.sum(Gift.ledger_creator_amount)).where(_JOURNAL_GIFT).group_by(Gift.creator_id)
+        ).all():
+            add(lg.earnings(creator_id), int(amount))
+        platform = self.s.execute(select(func.sum(Gift.ledger_platform_amount)).where(_JOURNAL_GIFT)).scalar()
+        if platform is not None:
+            add(lg.PLATFORM_REVENUE, int(platform))
+        return out
+
+    def unbalanced_transfers(self) -> list[str]:
+        """Journal entries whose debits != credits (must always be empty: invariant 1):
+        `transfer:<id>` for transfers with legs, `gift:<id>` for gift rows (whose CHECK
+        constraint already refuses an unbalanced one)."""
         rows = self.s.execute(
             select(TransferLeg.transfer_id).group_by(TransferLeg.transfer_id).having(func.sum(_SIGNED) != 0)
         ).all()
-        return [int(r[0]) for r in rows]
+        gifts = self.s.scalars(
+            select(Gift.id).where(_JOURNAL_GIFT, Gift.gross != Gift.ledger_creator_amount + Gift.ledger_platform_amount)
+        ).all()
+        return [f"transfer:{int(r[0])}" for r in rows] + [f"gift:{g}" for g in gifts]
 
 
 def _apply_to_row(row: Account, leg: lg.Leg) -> None:

@@ -1,0 +1,78 @@
+"""gifts as their own journal entries: one row per gift, no transfer or legs
+
+A gift posted from this revision on is a single `gifts` row: the sender's coins debit
+(`gross`, applied to the sender's cached balance when the row is written) and the two
+credits (`ledger_creator_amount` to the creator's earnings, `ledger_platform_amount` to
+platform revenue), each folded into its cache later (`creator_folded`, `platform_folded`).
+Gifts written before it keep their transfer and legs (`transfer_id` set, both flags true).
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+# TEMPORARY (lead, merge in progress): the revision below this one while 0005/0006 land.
+_here = {p.name[:4] for p in Path(__file__).parent.glob("000*.py")}
+down_revision: str | None = "0006" if "0006" in _here else "0005" if "0005" in _here else "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BIGINT_FK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("gifts", schema=None) as batch_op:
+        batch_op.alter_column("transfer_id", existing_type=BIGINT_FK, nullable=True)
+        batch_op.add_column(sa.Column("ledger_creator_amount", sa.BigInteger(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("ledger_platform_amount", sa.BigInteger(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("creator_folded", sa.Boolean(), nullable=False, server_default=sa.true()))
+        batch_op.add_column(sa.Column("platform_folded", sa.Boolean(), nullable=False, server_default=sa.true()))
+    # Older gifts: their legs are the journal; the columns only mirror what was posted.
+    op.execute(
+        "UPDATE gifts SET ledger_creator_amount = gross - platform_amount, ledger_platform_amount = platform_amount"
+    )
+    with op.batch_alter_table("gifts", schema=None) as batch_op:
+        batch_op.create_check_constraint(
+            "ledger_balanced",
+            "gross = ledger_creator_amount + ledger_platform_amount AND ledger_creator_amount >= 0"
+            " AND ledger_platform_amount >= 0",
+        )
+        batch_op.create_index(
+            "ix_gifts_creator_unfolded",
+            ["creator_id"],
+            unique=False,
+            postgresql_where=sa.text("NOT creator_folded"),
+            sqlite_where=sa.text("NOT creator_folded"),
+        )
+        batch_op.create_index(
+            "ix_gifts_platform_unfolded",
+            ["platform_folded"],
+            unique=False,
+            postgresql_where=sa.text("NOT platform_folded"),
+            sqlite_where=sa.text("NOT platform_folded"),
+        )
+
+
+def downgrade() -> None:
+    # Gifts without legs cannot be represented by the older schema: refuse rather than lose them.
+    bind = op.get_bind()
+    n = bind.execute(sa.text("SELECT count(*) FROM gifts WHERE transfer_id IS NULL")).scalar()
+    if n:
+        raise RuntimeError(f"{n} gifts are journal rows without legs; downgrading below 0007 would lose them")
+    with op.batch_alter_table("gifts", schema=None) as batch_op:
+        batch_op.drop_index("ix_gifts_platform_unfolded")
+        batch_op.drop_index("ix_gifts_creator_unfolded")
+        batch_op.drop_constraint(op.f("ck_gifts_ledger_balanced"), type_="check")
+        batch_op.drop_column("platform_folded")
+        batch_op.drop_column("creator_folded")
+        batch_op.drop_column("ledger_platform_amount")
+        batch_op.drop_column("ledger_creator_amount")
+        batch_op.alter_column("transfer_id", existing_type=BIGINT_FK, nullable=False)
