@@ -11,12 +11,34 @@ One `step()` (run by the worker):
    (log line, metric via the callback, `alarms` row) and stop. Otherwise only unconfirmed
    rows are affected: they become `orphaned`, the cursor moves back to the fork and the
    blocks are read again (a log still on the chain revives its row as `seen`).
-3. Read new blocks up to the head in adaptive `eth_getLogs` ranges (adapters/chain/indexer.py),
-   storing each chunk (rows `seen`, checkpoints, cursor) in one transaction.
+3. Read new blocks up to the head in adaptive `eth_getLogs` ranges (adapters/chain/indexer.py:
+   a range shrinks when the node refuses it or when it held more than `MAX_LOGS_PER_CHUNK`
+   logs, so responses stay near that size where deposits are dense), the next chunk read in
+   a thread while this one is stored, storing each chunk
+   (rows, checkpoints, cursor) in one transaction, `PAGE` logs per set-based statement:
+   - PostgreSQL, a chunk whose logs are all new (catching up): logs already `confirmations`
+     deep, in blocks whose hash the node confirms now (the check of step 4), are credited in
+     the statement that records them (row `credited` at once), the others stored `seen`;
+   - otherwise (SQLite; a chunk with a log read before, i.e. a re-read after a rewind, which
+     rolls the first attempt back): rows `seen` with `INSERT ... ON CONFLICT DO NOTHING`, and
+     a log that already had a row handled on its own (revived, or a moved credited log is a
+     deep reorg).
 4. Credit every `seen` row at least `confirmations` blocks deep (head >= block + confirmations,
-   as for transactions), after checking its block hash is still the chain's, each in one
-   transaction: the row lock, then the posting `deposit:<tx hash>:<log index>`
-   (debit `external:chain`, credit the account).
+   as for transactions), after checking its block hash is still the chain's (one batch of
+   node calls per page for blocks not yet checked), in pages of `PAGE` rows in (block, log
+   index) order, one transaction per page (adapters/db/deposit_ledger.py): the users locked
+   once each in id order, then per deposit the posting `deposit:<tx hash>:<log index>`
+   (debit `external:chain`, credit the account) and the row `credited` (only if still `seen`
+   in the checked block; if any row changed since the page was read, the transaction is
+   rolled back and retried with the rows locked and re-read first), all in a few set-based
+   statements. A page the set-based path cannot take (a transfer already there, a balance
+   that would overflow) is credited row by row as before (`_credit_one`: the row lock, the
+   posting), which raises where it always did.
+
+Memory: one eth_getLogs answer at a time plus the one read ahead (the first answer of a
+catch-up covers whatever the last known range holds; a denser answer than
+`MAX_LOGS_PER_CHUNK` scales the next range down), `PAGE` rows per statement, and due rows read
+a page at a time, never all at once.
 
 Where a deposit goes: the account whose `account_key` equals the event's key, if it is a
 user account -> `user:<id>:coins` (restricted and indebted users too: the tokens are theirs
@@ -29,14 +51,35 @@ operator (docs/operations.md).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokenbridge.adapters.chain.indexer import AdaptiveRange, ChainMoved, Chunk, DepositSource, find_fork, scan
+from tokenbridge.adapters.chain.indexer import (
+    AdaptiveRange,
+    ChainMoved,
+    Chunk,
+    DepositLog,
+    DepositSource,
+    block_hashes,
+    find_fork,
+    read_ahead,
+    scan,
+)
+from tokenbridge.adapters.db.deposit_ledger import (
+    DepositCredit,
+    DepositLedger,
+    DueDeposit,
+    LockedUser,
+    NotDelimitable,
+)
 from tokenbridge.adapters.db.models import Account, TransferLeg
 from tokenbridge.adapters.db.models_deposits import (
     DEPOSIT_CREDITED,
@@ -59,6 +102,90 @@ ALARM_DEEP_REORG = "deep_reorg"
 ALARM_UNPOSTABLE = "deposit_unpostable"
 
 AlarmHook = Callable[[str, str, str], None]  # (kind, scope, detail)
+
+PAGE = 1_000  # deposits per set-based statement / crediting transaction
+MAX_LOGS_PER_CHUNK = 5_000  # a denser eth_getLogs answer scales the next range down
+CATCH_UP_BLOCKS = 16  # a step starting further behind the head says so in the log
+
+
+class _Unbatchable(Exception):
+    """A page the set-based path leaves to the row-by-row one (which raises where it should)."""
+
+
+class _Stale(Exception):
+    """A row of the page changed since it was read; the page's transaction is rolled back."""
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What one chunk's transaction wrote (added to the report once it committed)."""
+
+    seen: int = 0
+    credited: int = 0
+    credited_amount: int = 0
+    to_suspense: list[DepositLog] = field(default_factory=list)
+
+
+def _credit_for(
+    deposit_id: int,
+    tx_hash: str,
+    log_index: int,
+    block_hash: str,
+    account_key: str,
+    amount: int,
+    users: dict[str, LockedUser],
+    coins: dict[str, int],
+) -> DepositCredit:
+    """The same posting as `_credit_one`: debit external:chain, credit the coins of the user
+    whose key it is (`users`: locked, by key; `coins` accumulates their new balances) or the
+    suspense account. A balance that would overflow is left to the row-by-row path."""
+    user = users.get(account_key.lower())
+    if user is not None:
+        balance = coins.get(user.id, user.coins) + amount
+        if balance >= MAX_AMOUNT_EXCLUSIVE:
+            raise _Unbatchable(f"{user.account} would exceed the maximum balance")
+        coins[user.id] = balance
+        account, account_id = user.account, user.id
+    else:
+        account, account_id = SUSPENSE, None
+    return DepositCredit(
+        deposit_id=deposit_id,
+        block_hash=block_hash,
+        tx_hash=tx_hash,
+        log_index=log_index,
+        caller_id=f"deposit:{tx_hash}:{log_index}",
+        request_hash=deposit_request_hash(tx_hash, log_index, account_key, amount),
+        account=account,
+        account_id=account_id,
+        amount=amount,
+    )
+
+
+def deposit_request_hash(tx_hash: str, log_index: int, account_key: str, amount: int) -> str:
+    """`lg.request_hash` of the deposit's body {tx_hash, log_index, account_key, amount}.
+
+    Built without json.dumps when the strings need no JSON escaping (0x-hex always does not);
+    equal to the general form by construction (sorted keys, no whitespace), checked in tests.
+    """
+    if _plain(tx_hash) and _plain(account_key):
+        canonical = (
+            f'{{"account_key":"{account_key}","amount":{int(amount)},"log_index":{int(log_index)},'
+            f'"tx_hash":"{tx_hash}"}}'
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    body: dict[str, object] = {"tx_hash": tx_hash, "log_index": log_index, "account_key": account_key, "amount": amount}
+    return lg.request_hash(body)
+
+
+def _short(exc: Exception) -> str:
+    """One line about a fallback's cause (an IntegrityError's text carries the whole statement)."""
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"
+
+
+def _plain(value: str) -> bool:
+    """True if JSON writes `value` as itself between quotes (ASCII letters and digits only)."""
+    return value.isascii() and value.removeprefix("0x").isalnum()
 
 
 @dataclass(slots=True)
@@ -88,6 +215,8 @@ class DepositService:
         max_range: int = 2_000,
         window: int = 1_024,
         max_chunks_per_step: int = 50,
+        page_size: int = PAGE,
+        max_logs_per_chunk: int | None = MAX_LOGS_PER_CHUNK,
         clock: Clock = utc_clock,
         on_alarm: AlarmHook | None = None,
     ) -> None:
@@ -101,9 +230,14 @@ class DepositService:
         self._max_range = max_range
         self._window = window
         self._max_chunks = max_chunks_per_step
+        if page_size < 1:
+            raise ConfigurationError("page_size must be >= 1")
+        self._page = page_size
+        self._max_logs = max_logs_per_chunk
         self._clock = clock
         self._on_alarm = on_alarm
         self._span: AdaptiveRange | None = None
+        self._store_new: bool | None = None  # the database takes `DepositLedger.store_new`
 
     # -- public -----------------------------------------------------------------------------
 
@@ -193,20 +327,19 @@ class DepositService:
         return state
 
     def _check_credited_above(self, floor: int) -> None:
-        """Raise DeepReorg if a credited deposit above `floor` is no longer in its block."""
+        """Raise DeepReorg if a credited deposit above `floor` is no longer in its block
+        (one node call per distinct block, not per deposit)."""
         with self._uow.read() as uow:
-            credited = [
-                (d.tx_hash, d.log_index, d.block_number, d.block_hash)
-                for d in DepositStore(uow.session).deposits(self.vault, DEPOSIT_CREDITED, above=floor)
-            ]
-        hashes: dict[int, str | None] = {}
-        for tx_hash, log_index, number, block_hash in credited:
-            if number not in hashes:
-                hashes[number] = self._source.block_hash(number)
-            if hashes[number] != block_hash:
+            blocks = DepositStore(uow.session).credited_blocks(self.vault, above=floor)
+        for number, block_hash in blocks:
+            now_hash = self._source.block_hash(number)
+            if now_hash != block_hash:
+                with self._uow.read() as uow:
+                    first = DepositStore(uow.session).first_credited_in(self.vault, number, block_hash)
+                tx_hash, log_index = first if first is not None else ("?", -1)
                 raise DeepReorg(
                     f"credited deposit {tx_hash}:{log_index} of vault {self.vault} was in block {number} "
-                    f"{block_hash}; the chain now has {hashes[number]} there (reorganisation deeper than "
+                    f"{block_hash}; the chain now has {now_hash} there (reorganisation deeper than "
                     f"{self.confirmations} confirmations). Crediting stopped."
                 )
 
@@ -220,58 +353,54 @@ class DepositService:
             if state.cursor_block is not None and state.cursor_hash is not None
             else None
         )
-        for chunk in scan(self._source, self._span, start, head, cursor, self._max_chunks):
-            self._store_chunk(chunk, head, report)
-            report.chunks += 1
-            report.cursor = chunk.to_block
+        if head - start + 1 > CATCH_UP_BLOCKS:
+            log.info("deposits: catching up on blocks %d..%d of vault %s", start, head, self.vault)
+        chunks = scan(self._source, self._span, start, head, cursor, self._max_chunks, self._max_logs)
+        with closing(read_ahead(chunks)) as ahead:  # the next chunk is read while this one is stored
+            for chunk in ahead:
+                self._store_chunk(chunk, head, report)
+                report.chunks += 1
+                report.cursor = chunk.to_block
 
     def _store_chunk(self, chunk: Chunk, head: int, report: DepositReport) -> None:
-        assert self._span is not None
-        now = self._clock()
+        """One transaction: the chunk's rows, its block checkpoints and the cursor.
+
+        Rows are written set-based, `PAGE` logs per statement. On PostgreSQL, logs that are
+        already `confirmations` deep (catching up) and whose block hash the node confirms
+        right now (as the credit pass would check it) are credited in the same statement
+        that records them (`DepositLedger.store_new`); everything else is stored `seen` and
+        credited by the credit pass. If any log of the chunk already had a row (a re-read
+        after a rewind), that transaction is rolled back and the chunk stored the general
+        way: rows `seen`, existing ones merged one by one.
+        """
         unpostable: list[str] = []
-        with self._uow.write() as uow:
-            store = DepositStore(uow.session)
-            for entry in chunk.logs:
-                if not 0 < entry.amount < MAX_AMOUNT_EXCLUSIVE:
-                    unpostable.append(f"{entry.tx_hash}:{entry.log_index} ({entry.amount} units)")
-                    continue
-                row = store.deposit(entry.tx_hash, entry.log_index)
-                if row is None:
-                    store.add_deposit(
-                        Deposit(
-                            vault=self.vault,
-                            tx_hash=entry.tx_hash,
-                            log_index=entry.log_index,
-                            block_number=entry.block_number,
-                            block_hash=entry.block_hash,
-                            account_key=entry.account_key,
-                            from_address=entry.sender,
-                            amount=entry.amount,
-                            state=DEPOSIT_SEEN,
-                            seen_at=now,
-                            updated_at=now,
-                        )
+        postable: list[DepositLog] = []
+        for entry in chunk.logs:
+            if 0 < entry.amount < MAX_AMOUNT_EXCLUSIVE:
+                postable.append(entry)
+            else:
+                unpostable.append(f"{entry.tx_hash}:{entry.log_index} ({entry.amount} units)")
+        counts: _Stored | None = None
+        if self._set_based_store():
+            due = self._due_blocks(postable, head)
+            if due:
+                try:
+                    counts = self._write_chunk(chunk, head, postable, due)
+                except (_Unbatchable, NotDelimitable, IntegrityError) as exc:
+                    log.info(
+                        "deposits: chunk [%d, %d] stored the general way (%s)",
+                        chunk.from_block,
+                        chunk.to_block,
+                        _short(exc),
                     )
-                    report.seen += 1
-                elif row.state == DEPOSIT_CREDITED:
-                    if row.block_hash != entry.block_hash:
-                        raise DeepReorg(
-                            f"credited deposit {entry.tx_hash}:{entry.log_index} moved from block "
-                            f"{row.block_number} {row.block_hash} to {entry.block_number} {entry.block_hash}. "
-                            "Crediting stopped."
-                        )
-                elif row.block_hash != entry.block_hash or row.state == DEPOSIT_ORPHANED:
-                    row.block_number, row.block_hash = entry.block_number, entry.block_hash
-                    row.account_key, row.from_address, row.amount = entry.account_key, entry.sender, entry.amount
-                    row.state, row.updated_at = DEPOSIT_SEEN, now
-                    report.seen += 1
-            store.record_blocks(self.vault, chunk.block_hashes())
-            store.prune_blocks_below(self.vault, chunk.to_block - self._window)
-            state = store.state(self.vault, lock=True)
-            assert state is not None
-            state.cursor_block, state.cursor_hash = chunk.to_block, chunk.to_hash
-            state.head_block, state.range_size, state.updated_at = head, self._span.size, now
-            uow.commit()
+        if counts is None:
+            counts = self._write_chunk(chunk, head, postable, set())
+        report.seen += counts.seen
+        report.credited += counts.credited
+        report.credited_amount += counts.credited_amount
+        report.to_suspense += len(counts.to_suspense)
+        for entry in counts.to_suspense:
+            self._log_suspense(entry.tx_hash, entry.log_index, entry.amount, entry.account_key)
         for what in unpostable:  # after the chunk's transaction: one writer at a time on SQLite
             self._alarm(
                 ALARM_UNPOSTABLE,
@@ -281,31 +410,191 @@ class DepositService:
                 scope=what.split(":")[0].removeprefix("0x"),  # the tx hash: 64 hex characters
             )
 
+    def _set_based_store(self) -> bool:
+        if self._store_new is None:
+            with self._uow.read() as uow:
+                self._store_new = DepositLedger(uow.session).set_based_store
+        return self._store_new
+
+    def _due_blocks(self, logs: list[DepositLog], head: int) -> set[int]:
+        """Blocks of `logs` at least `confirmations` deep whose hash the node confirms now
+        (one batch of calls, before any transaction is open)."""
+        safe = head - self.confirmations
+        hashes: dict[int, set[str]] = {}
+        for entry in logs:
+            if entry.block_number <= safe:
+                hashes.setdefault(entry.block_number, set()).add(entry.block_hash)
+        now = block_hashes(self._source, hashes)
+        return {number for number, seen in hashes.items() if len(seen) == 1 and now[number] in seen}
+
+    def _write_chunk(self, chunk: Chunk, head: int, postable: list[DepositLog], credit_blocks: set[int]) -> _Stored:
+        """The chunk's transaction; with `credit_blocks`, PostgreSQL's credit-on-first-sight."""
+        assert self._span is not None
+        now = self._clock()
+        out = _Stored()
+        with self._uow.write() as uow:
+            store = DepositStore(uow.session)
+            rows = DepositLedger(uow.session)
+            if credit_blocks:
+                users = rows.lock_users(e.account_key.lower() for e in postable if e.block_number in credit_blocks)
+                coins: dict[str, int] = {}
+
+                def pages() -> Iterator[tuple[list[DepositLog], dict[tuple[str, int], DepositCredit], dict[str, int]]]:
+                    for start in range(0, len(postable), self._page):
+                        page = postable[start : start + self._page]
+                        credits: dict[tuple[str, int], DepositCredit] = {}
+                        for e in page:
+                            if e.block_number in credit_blocks:
+                                credit = _credit_for(
+                                    0, e.tx_hash, e.log_index, e.block_hash, e.account_key, e.amount, users, coins
+                                )
+                                credits[(e.tx_hash, e.log_index)] = credit
+                                out.credited += 1
+                                out.credited_amount += e.amount
+                                if credit.account_id is None:
+                                    out.to_suspense.append(e)
+                        yield page, credits, coins
+
+                out.seen += rows.store_new(self.vault, pages(), now)
+            else:
+                for start in range(0, len(postable), self._page):
+                    page = postable[start : start + self._page]
+                    inserted = rows.insert_seen(self.vault, page, now)
+                    out.seen += len(inserted)
+                    if len(inserted) < len(page):  # logs read before (a re-read after a rewind)
+                        for entry in page:
+                            if (entry.tx_hash, entry.log_index) not in inserted:
+                                out.seen += self._merge_existing(store, entry, now)
+            store.record_blocks(self.vault, chunk.block_hashes())
+            store.prune_blocks_below(self.vault, chunk.to_block - self._window)
+            state = store.state(self.vault, lock=True)
+            assert state is not None
+            state.cursor_block, state.cursor_hash = chunk.to_block, chunk.to_hash
+            state.head_block, state.range_size, state.updated_at = head, self._span.size, now
+            uow.commit()
+        return out
+
+    @staticmethod
+    def _merge_existing(store: DepositStore, entry: DepositLog, now: datetime) -> int:
+        """A log that already has a row: a credited one must not have moved (else DeepReorg);
+        a `seen` one in another block, or an `orphaned` one, is revived as `seen` with it
+        (returns 1 then, else 0)."""
+        row = store.deposit(entry.tx_hash, entry.log_index)
+        if row is None:  # pragma: no cover - the insert conflicted on this very key
+            raise ChainMoved(f"deposit {entry.tx_hash}:{entry.log_index} vanished while storing it")
+        if row.state == DEPOSIT_CREDITED:
+            if row.block_hash != entry.block_hash:
+                raise DeepReorg(
+                    f"credited deposit {entry.tx_hash}:{entry.log_index} moved from block "
+                    f"{row.block_number} {row.block_hash} to {entry.block_number} {entry.block_hash}. "
+                    "Crediting stopped."
+                )
+        elif row.block_hash != entry.block_hash or row.state == DEPOSIT_ORPHANED:
+            row.block_number, row.block_hash = entry.block_number, entry.block_hash
+            row.account_key, row.from_address, row.amount = entry.account_key, entry.sender, entry.amount
+            row.state, row.updated_at = DEPOSIT_SEEN, now
+            return 1
+        return 0
+
     # -- crediting --------------------------------------------------------------------------
 
     def _credit(self, head: int, report: DepositReport) -> None:
+        """Credit every due `seen` row, a page (`PAGE` rows, in block and log order) per
+        transaction, after checking each row's block is still the chain's."""
         safe = head - self.confirmations
         with self._uow.read() as uow:
-            store = DepositStore(uow.session)
-            state = store.state(self.vault)
+            state = DepositStore(uow.session).state(self.vault)
             cursor = state.cursor_block if state is not None and state.cursor_block is not None else -1
-            due = [(d.id, d.block_number, d.block_hash) for d in store.deposits(self.vault, DEPOSIT_SEEN, up_to=safe)]
+        up_to = min(safe, cursor)
         hashes: dict[int, str | None] = {}
-        for deposit_id, number, block_hash in due:
-            if number > cursor:
-                continue
-            if number not in hashes:
-                hashes[number] = self._source.block_hash(number)
-            if hashes[number] != block_hash:
-                # its block left the chain after it was read: treat it as the reorg it is
+        after: tuple[int, int] | None = None
+        while up_to >= 0:
+            with self._uow.read() as uow:
+                page = DepositLedger(uow.session).due_page(self.vault, up_to, after, self._page)
+            if not page:
+                break
+            after = (page[-1].block_number, page[-1].log_index)
+            hashes.update(block_hashes(self._source, {r.block_number for r in page if r.block_number not in hashes}))
+            moved = next((i for i, row in enumerate(page) if hashes[row.block_number] != row.block_hash), None)
+            if moved is not None:
+                # a block left the chain after it was read: credit what comes before it (as
+                # the row-by-row order would), then treat it as the reorg it is
+                self._credit_page(page[:moved], report)
                 self._handle_reorg(report)
                 return
-            self._credit_one(deposit_id, report)
+            self._credit_page(page, report)
+            if len(page) < self._page:
+                break
         with self._uow.write() as uow:
             state_row = DepositStore(uow.session).state(self.vault, lock=True)
             if state_row is not None:
                 state_row.safe_block, state_row.updated_at = max(safe, -1), self._clock()
             uow.commit()
+
+    def _credit_page(self, page: list[DueDeposit], report: DepositReport) -> None:
+        """Credit a page of due rows in one transaction (module docstring, step 4)."""
+        if not page:
+            return
+        try:
+            try:
+                booked = self._book_page(page, careful=False)
+            except _Stale:  # a row changed since the page was read: lock the rows first
+                log.info("deposits: a page of %d changed while it was credited; locking its rows", len(page))
+                booked = self._book_page(page, careful=True)
+        except (_Unbatchable, NotDelimitable, IntegrityError) as exc:
+            # what the row-by-row path handles (a transfer already there, a balance that
+            # would overflow): credit this page one deposit at a time, exactly as before
+            log.warning("deposits: crediting %d deposit(s) one by one (%s)", len(page), _short(exc))
+            for row in page:
+                self._credit_one(row.id, report)
+            return
+        for row, credit in booked:
+            report.credited += 1
+            report.credited_amount += credit.amount
+            if credit.account_id is None:
+                report.to_suspense += 1
+                self._log_suspense(row.tx_hash, row.log_index, row.amount, row.account_key)
+
+    def _book_page(self, page: list[DueDeposit], *, careful: bool) -> list[tuple[DueDeposit, DepositCredit]]:
+        """One transaction. Optimistic: the rows as the page read them, each credited only if
+        still `seen` in its checked block, else `_Stale` (rolled back). Careful: the rows
+        locked and re-read first, so whatever is still `seen` there is credited."""
+        now = self._clock()
+        with self._uow.write() as uow:
+            rows = DepositLedger(uow.session)
+            if careful:
+                checked = {(row.id, row.block_hash) for row in page}
+                current = [r for r in rows.lock_seen(r.id for r in page) if (r.id, r.block_hash) in checked]
+                current.sort(key=lambda r: (r.block_number, r.log_index))
+            else:
+                current = page
+            users = rows.lock_users(r.account_key.lower() for r in current)
+            credits, coins = self._plan(current, users)
+            if rows.book(credits, coins, now) != len(credits):
+                raise _Stale
+            uow.commit()
+        return list(zip(current, credits, strict=True))
+
+    @staticmethod
+    def _plan(locked: list[DueDeposit], users: dict[str, LockedUser]) -> tuple[list[DepositCredit], dict[str, int]]:
+        """The credits of a page and the users' new coins."""
+        coins: dict[str, int] = {}
+        credits = [
+            _credit_for(r.id, r.tx_hash, r.log_index, r.block_hash, r.account_key, r.amount, users, coins)
+            for r in locked
+        ]
+        return credits, coins
+
+    @staticmethod
+    def _log_suspense(tx_hash: str, log_index: int, amount: int, account_key: str) -> None:
+        log.warning(
+            "deposit %s:%d of %d units for unknown key %s credited to %s",
+            tx_hash,
+            log_index,
+            amount,
+            account_key,
+            SUSPENSE,
+        )
 
     def _credit_one(self, deposit_id: int, report: DepositReport) -> None:
         now = self._clock()
@@ -328,14 +617,9 @@ class DepositService:
                 posting = lg.Posting.of(
                     "deposit", lg.debit(lg.EXTERNAL_CHAIN, row.amount), lg.credit(target, row.amount)
                 )
-                body: dict[str, object] = {
-                    "tx_hash": row.tx_hash,
-                    "log_index": row.log_index,
-                    "account_key": row.account_key,
-                    "amount": row.amount,
-                }
                 locked = {target: account} if account is not None else {}
-                transfer = uow.ledger.apply(posting, caller_id, lg.request_hash(body), locked, now)
+                request = deposit_request_hash(row.tx_hash, row.log_index, row.account_key, row.amount)
+                transfer = uow.ledger.apply(posting, caller_id, request, locked, now)
                 transfer_id = transfer.id
             row.state, row.credited_at, row.updated_at = DEPOSIT_CREDITED, now, now
             row.account_id = account.id if account is not None else None

@@ -20,21 +20,26 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
 import requests
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
-from web3.exceptions import BlockNotFound, Web3Exception, Web3RPCError
+from web3.exceptions import Web3Exception, Web3RPCError
+from web3.types import RPCEndpoint
 
 from tokenbridge.domain.errors import ChainError, LogRangeTooLarge
 
 log = logging.getLogger(__name__)
 
 DEPOSITED_TOPIC = "0x" + bytes(keccak(text="Deposited(bytes32,address,uint256)")).hex()
+_THREE_WORDS = re.compile(r"(?:0x[0-9a-f]{64}){3}")  # tx hash, block hash, key as the indexer stores them
 
 # Substrings of the errors providers return for an eth_getLogs range they will not serve
 # (geth "query returned more than 10000 results", Alchemy/Infura "block range too large",
@@ -99,31 +104,86 @@ def is_range_error(exc: BaseException) -> bool:
         error = response.get("error") if isinstance(response, dict) else None
         if isinstance(error, dict) and error.get("message"):
             message = str(error["message"])
+    return _is_range_message(message)
+
+
+def _is_range_message(message: str) -> bool:
     lowered = message.lower()
     return any(marker in lowered for marker in _RANGE_ERROR_MARKERS)
 
 
 def decode_deposit(raw: Any) -> DepositLog:
-    """A raw `eth_getLogs` entry of the vault's Deposited event as a DepositLog."""
+    """A raw `eth_getLogs` entry of the vault's Deposited event as a DepositLog.
+
+    Accepts the JSON-RPC form (hex strings, as the node sends it) and web3's formatted form
+    (HexBytes, ints). The JSON form is decoded by slicing the hex: the key is topic 1, the
+    sender the last 20 bytes of topic 2, the amount the first 32-byte word of the data.
+    """
     topics = raw["topics"]
+    data = raw["data"]
+    if type(data) is str and len(topics) == 3 and type(topics[0]) is type(topics[1]) is type(topics[2]) is str:
+        return _decode_json(raw, topics, data)
     if len(topics) != 3 or _hex(topics[0]) != DEPOSITED_TOPIC:
         raise ChainError(f"not a Deposited log: {raw!r}"[:300])
-    data = raw["data"]
-    data_bytes = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-    sender_topic = _hex(topics[2])
+    if isinstance(data, str):
+        word = data[2:66] if data.startswith("0x") else data[:64]
+        if len(word) != 64:
+            raise ChainError(f"Deposited log without an amount: {raw!r}"[:300])
+        amount = int(word, 16)
+    else:
+        amount = int.from_bytes(bytes(data)[:32], "big")
     return DepositLog(
         tx_hash=_hex(raw["transactionHash"]),
-        log_index=int(raw["logIndex"]),
-        block_number=int(raw["blockNumber"]),
+        log_index=_int(raw["logIndex"]),
+        block_number=_int(raw["blockNumber"]),
         block_hash=_hex(raw["blockHash"]),
         account_key=_hex(topics[1]),
-        sender=to_checksum_address("0x" + sender_topic[-40:]),
-        amount=int.from_bytes(data_bytes[:32], "big"),
+        sender=_checksummed(_hex(topics[2])[-40:]),
+        amount=amount,
     )
 
 
+def _decode_json(raw: Any, topics: list[str], data: str) -> DepositLog:
+    """The JSON-RPC form (the hot path: thousands of logs per response), by slicing the hex."""
+    if topics[0].lower() != DEPOSITED_TOPIC:
+        raise ChainError(f"not a Deposited log: {raw!r}"[:300])
+    word = data[2:66] if data.startswith("0x") else data[:64]
+    try:
+        tx_hash, block_hash, key = raw["transactionHash"].lower(), raw["blockHash"].lower(), topics[1].lower()
+        if len(word) != 64 or not _THREE_WORDS.fullmatch(tx_hash + block_hash + key):
+            raise ValueError("hashes, key and amount must be 32-byte 0x-hex")
+        return DepositLog(
+            tx_hash=tx_hash,
+            log_index=int(raw["logIndex"], 16),
+            block_number=int(raw["blockNumber"], 16),
+            block_hash=block_hash,
+            account_key=key,
+            sender=_checksummed(topics[2][-40:].lower()),
+            amount=int(word, 16),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ChainError(f"malformed Deposited log ({exc}): {raw!r}"[:300]) from exc
+
+
+def _int(value: Any) -> int:
+    """A JSON-RPC quantity ("0x1a") or an int."""
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+@lru_cache(maxsize=4096)
+def _checksummed(address_hex: str) -> str:
+    """EIP-55 form of a 40-hex-digit address (cached: depositors repeat, keccak per log does not)."""
+    return to_checksum_address("0x" + address_hex)
+
+
 class Web3DepositSource:
-    """A `DepositSource` over web3.py for one vault address."""
+    """A `DepositSource` over web3.py for one vault address.
+
+    Block hashes and logs are asked through the provider directly (`provider.make_request`):
+    no middleware (web3's validation would ask `eth_chainId` around calls) and no result
+    formatting (an AttributeDict of HexBytes per log cost more than storing the log); the
+    logs are decoded from the JSON-RPC hex by `decode_deposit`.
+    """
 
     def __init__(self, w3: Web3, vault_address: str) -> None:
         self.w3 = w3
@@ -141,32 +201,93 @@ class Web3DepositSource:
         except (Web3Exception, OSError, ValueError) as exc:
             raise ChainError(f"eth_blockNumber failed: {type(exc).__name__}: {exc}") from exc
 
+    def _call(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """The raw JSON-RPC response; transport errors (requests' are OSErrors) propagate."""
+        response = self.w3.provider.make_request(RPCEndpoint(method), params)
+        return cast(dict[str, Any], response)
+
     def block_hash(self, number: int) -> str | None:
+        what = f"eth_getBlockByNumber {number}"
         try:
-            block = self.w3.eth.get_block(number)
-        except BlockNotFound:
-            return None
+            response = self._call("eth_getBlockByNumber", [hex(number), False])
         except (Web3Exception, OSError, ValueError) as exc:
-            raise ChainError(f"eth_getBlockByNumber {number} failed: {type(exc).__name__}: {exc}") from exc
-        if block is None:
-            return None
+            raise ChainError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        error = response.get("error")
+        if error is not None:
+            raise ChainError(f"{what} failed: {_error_message(error)}")
+        block = response.get("result")
+        if not block:
+            return None  # above the head
         return _hex(block["hash"])
+
+    def block_hashes(self, numbers: Sequence[int]) -> dict[int, str | None]:
+        """Hashes of several blocks, `_BATCH` per JSON-RPC batch (one HTTP round trip each)."""
+        out: dict[int, str | None] = {}
+        for start in range(0, len(numbers), _BATCH):
+            part = list(numbers[start : start + _BATCH])
+            what = f"eth_getBlockByNumber x{len(part)} ({part[0]}..{part[-1]})"
+            provider = cast(Any, self.w3.provider)  # JSONBaseProvider: HTTP and the other JSON-RPC providers
+            try:
+                responses = provider.make_batch_request(
+                    [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in part]
+                )
+            except (Web3Exception, OSError, ValueError) as exc:
+                raise ChainError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+            if not isinstance(responses, list) or len(responses) != len(part):
+                raise ChainError(f"{what}: unexpected batch response {responses!r}"[:300])
+            for number, response in zip(part, responses, strict=True):
+                error = response.get("error")
+                if error is not None:
+                    raise ChainError(f"{what} failed: {_error_message(error)}")
+                block = response.get("result")
+                out[number] = _hex(block["hash"]) if block else None
+        return out
 
     def deposit_logs(self, from_block: int, to_block: int) -> list[DepositLog]:
         params = {
             "address": self.vault,
             "topics": [DEPOSITED_TOPIC],
-            "fromBlock": from_block,
-            "toBlock": to_block,
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
         }
+        what = f"eth_getLogs [{from_block}, {to_block}]"
         try:
-            raw = self.w3.eth.get_logs(cast(Any, params))
+            response = self._call("eth_getLogs", [params])
         except (Web3Exception, OSError, ValueError) as exc:
-            detail = f"eth_getLogs [{from_block}, {to_block}] failed: {type(exc).__name__}: {exc}"
+            detail = f"{what} failed: {type(exc).__name__}: {exc}"
             if is_range_error(exc):
                 raise LogRangeTooLarge(detail) from exc
             raise ChainError(detail) from exc
+        error = response.get("error")
+        if error is not None:
+            message = _error_message(error)
+            detail = f"{what} failed: {message}"
+            if _is_range_message(message):
+                raise LogRangeTooLarge(detail)
+            raise ChainError(detail)
+        raw = response.get("result")
+        if not isinstance(raw, list):
+            raise ChainError(f"{what}: unexpected response {response!r}"[:300])
         return [decode_deposit(entry) for entry in raw if not entry.get("removed", False)]
+
+
+_BATCH = 100  # block-hash requests per JSON-RPC batch
+
+
+def block_hashes(source: DepositSource, numbers: Iterable[int]) -> dict[int, str | None]:
+    """Hashes of these blocks on the node's chain now: one batch where the source can
+    (`Web3DepositSource.block_hashes`), else one `block_hash` call per block."""
+    wanted = sorted(set(numbers))
+    batch = getattr(source, "block_hashes", None)
+    if batch is not None and len(wanted) > 1:
+        return cast(dict[int, str | None], batch(wanted))
+    return {n: source.block_hash(n) for n in wanted}
+
+
+def _error_message(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
 
 
 class AdaptiveRange:
@@ -187,6 +308,17 @@ class AdaptiveRange:
 
     def grow(self) -> None:
         self.size = min(self.max_size, self.size * 2)
+
+    def fit(self, logs: int, max_logs: int | None) -> None:
+        """After a range that returned `logs` logs: move the span toward the one expected to
+        hold `max_logs` logs (at most doubling; halving or more when it held too many), so one
+        response, and the memory it takes, stays bounded where deposits are dense. Without a
+        cap, or after an empty range, it grows back (doubling)."""
+        if max_logs is None or logs == 0:
+            self.grow()
+            return
+        # toward the span expected to hold max_logs, at most doubling
+        self.size = max(1, min(self.max_size, self.size * 2, self.size * max_logs // logs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +365,13 @@ def scan(
     to_block: int,
     cursor: tuple[int, str] | None,
     max_chunks: int = 50,
+    max_logs: int | None = None,
 ) -> Iterator[Chunk]:
     """Yield consecutive chunks covering [from_block, to_block] (at most `max_chunks` of them).
 
     The caller stores each chunk before asking for the next; `cursor` is the (number, hash)
     the first chunk continues from. Raises LogRangeTooLarge when even one block is refused.
+    A chunk of more than `max_logs` logs scales the next range down (`AdaptiveRange.fit`).
     """
     start = from_block
     done = 0
@@ -250,11 +384,33 @@ def scan(
                 raise
             log.info("eth_getLogs refused [%d, %d]; range now %d blocks", start, end, span.size)
             continue
-        span.grow()
+        span.fit(len(chunk.logs), max_logs)
         yield chunk
         cursor = (chunk.to_block, chunk.to_hash)
         start = end + 1
         done += 1
+
+
+def read_ahead(chunks: Iterator[Chunk]) -> Generator[Chunk, None, None]:
+    """Iterate `chunks` with the next one read in a thread while the caller uses this one.
+
+    At most two chunks are in memory (the one yielded, the one being read); what reading the
+    next one raises is raised by the next iteration, after the caller is done with this one,
+    exactly as without the thread. Close the generator (or exhaust it) to stop: a read in
+    flight finishes first, so no read outlives the step that started it. The source is used
+    from this thread and the caller's at once (web3's HTTP provider allows that).
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deposits-read-ahead")
+    try:
+        future: Future[Chunk | None] = pool.submit(next, chunks, None)
+        while True:
+            chunk = future.result()
+            if chunk is None:
+                return
+            future = pool.submit(next, chunks, None)
+            yield chunk
+    finally:
+        pool.shutdown(wait=True)
 
 
 def find_fork(source: DepositSource, stored_desc: Sequence[tuple[int, str]]) -> int | None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .models import Base, BigIntPK, UTCDateTime, utcnow
@@ -106,12 +108,13 @@ class DepositStore:
     # -- blocks ----------------------------------------------------------------------------
 
     def record_blocks(self, vault: str, blocks: dict[int, str]) -> None:
-        for number, block_hash in blocks.items():
-            row = self.s.get(IndexedBlock, (vault, number))
-            if row is None:
-                self.s.add(IndexedBlock(vault=vault, number=number, hash=block_hash))
-            else:
-                row.hash = block_hash
+        """Upsert (number -> hash) checkpoints: one executemany, not a lookup per block."""
+        if not blocks:
+            return
+        dialect = self.s.get_bind().dialect.name
+        upsert = pg_insert(IndexedBlock) if dialect == "postgresql" else sqlite_insert(IndexedBlock)
+        stmt = upsert.on_conflict_do_update(index_elements=["vault", "number"], set_={"hash": upsert.excluded.hash})
+        self.s.execute(stmt, [{"vault": vault, "number": n, "hash": h} for n, h in sorted(blocks.items())])
 
     def blocks_desc(self, vault: str, above: int = -1) -> list[tuple[int, str]]:
         rows = self.s.execute(
@@ -144,6 +147,31 @@ class DepositStore:
         if up_to is not None:
             q = q.where(Deposit.block_number <= up_to)
         return self.s.scalars(q.order_by(Deposit.block_number, Deposit.log_index)).all()
+
+    def credited_blocks(self, vault: str, *, above: int) -> list[tuple[int, str]]:
+        """Distinct (block number, block hash) of credited deposits above `above`, ascending."""
+        rows = self.s.execute(
+            select(Deposit.block_number, Deposit.block_hash)
+            .where(Deposit.vault == vault, Deposit.state == DEPOSIT_CREDITED, Deposit.block_number > above)
+            .distinct()
+            .order_by(Deposit.block_number, Deposit.block_hash)
+        ).all()
+        return [(int(n), str(h)) for n, h in rows]
+
+    def first_credited_in(self, vault: str, number: int, block_hash: str) -> tuple[str, int] | None:
+        """(tx hash, log index) of the first credited deposit of that block."""
+        row = self.s.execute(
+            select(Deposit.tx_hash, Deposit.log_index)
+            .where(
+                Deposit.vault == vault,
+                Deposit.state == DEPOSIT_CREDITED,
+                Deposit.block_number == number,
+                Deposit.block_hash == block_hash,
+            )
+            .order_by(Deposit.log_index)
+            .limit(1)
+        ).first()
+        return (str(row[0]), int(row[1])) if row is not None else None
 
     def claim(self, deposit_id: int, now: datetime) -> bool:
         """`seen` -> `credited` for one row, conditionally (the row lock on PostgreSQL); True if ours."""
