@@ -139,7 +139,12 @@ def build_api_chain(settings: Settings) -> ApiChain | None:
     from tokenbridge.adapters.chain.vault import VaultClient
     from tokenbridge.services.chain_rate import ChainRate
 
-    vault = VaultClient(connect(settings.rpc_url), address)
+    w3 = connect(settings.rpc_url)
+    # the API only reads (eth_call) and never sends: web3's validation middleware would ask
+    # eth_chainId twice per call (3 round trips instead of 1)
+    if "validation" in w3.middleware_onion:
+        w3.middleware_onion.remove("validation")
+    vault = VaultClient(w3, address)
     return ApiChain(vault=vault, rate=ChainRate(vault, ttl_s=settings.chain_rate_cache_seconds), settlement=None)
 
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     chain_rate_cache_seconds: float = Field(default=5.0, ge=0)
     withdrawal_min_amount: int = Field(default=1_000_000, gt=0)  # 1 coin
     withdrawal_daily_cap: int = Field(default=10_000 * 10**6, gt=0)  # per creator per UTC day
+    # withdrawals per payout transaction, at most; capped by the EIP-7825 gas bound (max_payout_batch())
+    withdrawal_max_batch: int = Field(default=400, ge=1, le=10_000)
 
     # deposits indexer and worker loop (docs/operations.md)
     vault_address: str | None = None  # default: deployments/<chain_id>.json

@@ -1,6 +1,6 @@
-"""A gift is one journal row (revision 0007), on SQLite and PostgreSQL: it writes no transfer
+"""A gift is one journal row (revision 0006), on SQLite and PostgreSQL: it writes no transfer
 or legs, its credits are unfolded until a fold flags them, every audit reader counts it,
-and gifts written before 0007 (a transfer with legs) are still counted exactly once."""
+and gifts written before 0006 (a transfer with legs) are still counted exactly once."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_the_database_refuses_an_unbalanced_gift_row(ledger: LedgerHarness) -> N
         conn.execute(text("UPDATE gifts SET gross = gross + 1 WHERE id = :id"), {"id": gift_id})
 
 
-def test_gifts_written_before_0007_are_counted_through_their_legs_only(ledger: LedgerHarness) -> None:
+def test_gifts_written_before_0006_are_counted_through_their_legs_only(ledger: LedgerHarness) -> None:
     """A legacy gift: a transfer with three legs (the sender's debit folded into the cache,
     both credits unfolded) and a gift row pointing at it with both flags set."""
     alice, bob = ledger.user(1_000), ledger.creator()
@@ -163,7 +163,7 @@ def test_gifts_written_before_0007_are_counted_through_their_legs_only(ledger: L
     _clean(ledger)
 
 
-def test_downgrading_below_0007_refuses_to_drop_gift_rows(ledger: LedgerHarness) -> None:
+def test_downgrading_below_0006_refuses_to_drop_gift_rows(ledger: LedgerHarness) -> None:
     alice, bob = ledger.user(1_000), ledger.creator()
     ledger.services.gifts.post(PostGift(ledger.uid("g"), alice, bob, 10))
     url = ledger.url

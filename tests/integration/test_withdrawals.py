@@ -396,3 +396,24 @@ def test_a_submitted_withdrawal_shows_its_payout_tx_hash(settle: Settlement) -> 
     assert view.tx_hash == payout.attempts[-1].tx_hash
     h.drive(_confirmed(h, req.id))
     assert h.withdrawals.get(req.id).tx_hash == view.tx_hash
+
+
+def test_the_api_reads_of_the_vault_match_its_views(settle: Settlement) -> None:
+    """`matured_and_paid` (one raw `creditOf` call, the API's credit snapshot) and `encode_payout`
+    (eth-abi directly, the worker's batches) agree with the web3 contract views and encoder."""
+    h = settle
+    bob = h.creator()
+    wallet = h.link(bob)
+    key = h.key_of(bob)
+    assert h.vault.matured_and_paid(key) == (0, 0)
+    _earn(h, bob, 10 * COIN, mature=False)
+    assert h.vault.matured_and_paid(key) == (h.vault.matured(key), h.vault.paid_out(key)) == (0, 0)
+    h.advance(PAYOUT_DELAY + 1)
+    req = h.withdrawal(bob, wallet, 3 * COIN)
+    h.withdrawals.request(req)
+    h.drive(_confirmed(h, req.id))
+    assert h.vault.matured_and_paid(key) == (h.vault.matured(key), h.vault.paid_out(key)) == (8 * COIN, 3 * COIN)
+    args = ([7, 8], [key, b"\x01" * 32], [wallet.address, Account.create().address.lower()], [COIN, 2])
+    assert h.vault.encode_payout(*args) == h.vault.encode_call(
+        "payout", args[0], args[1], [h.w3.to_checksum_address(a) for a in args[2]], args[3]
+    )

@@ -355,10 +355,18 @@ def _chain_steps(
         settlement = build_settlement(settings, uow, txm, cast(Any, vault))
     except (ImportError, AttributeError, TypeError, NameError) as exc:
         raise StartupError(f"cannot build the settlement steps: {type(exc).__name__}: {exc}") from exc
+    withdrawals = settlement.withdrawals
+
+    def payouts() -> object:
+        report = withdrawals.step()
+        if report.submitted:
+            txm.tick()  # broadcast the new payout txs now rather than one loop later
+        return report
+
     steps: dict[str, Callable[[], object]] = {
         "txmanager": txm.tick,
         "epochs": settlement.epochs.step,
-        "withdrawals": settlement.withdrawals.step,
+        "withdrawals": payouts,
     }
     start = settings.deposit_start_block if settings.deposit_start_block is not None else deploy_block
     if start is None:

@@ -1,48 +1,58 @@
 """Wallet links and withdrawals: EIP-712 checks, the hold, batched payouts, outcomes.
 
-Request (`request`), one DB transaction under the creator's row lock: the signature
-(EIP-712 `Withdrawal` from the linked wallet, domain bound to this chain and vault), the
-deadline, the minimum, the daily cap, `withdrawable = matured on-chain - paid on-chain -
-held`, then the hold (earnings -> held), its outbox `payout` row, and the withdrawal row
-with its on-chain payout id `seq`. Replaying the same request returns the first result;
-another body under the same id is a 409.
+Request (`request`), one DB transaction under the creator's row lock (SQL in
+`adapters/db/withdrawal_ledger.py`): the signature (EIP-712 `Withdrawal` from the linked wallet,
+domain bound to this chain and vault), the deadline, the minimum, the daily cap, `withdrawable =
+matured on-chain - paid on-chain - held`, then the hold (earnings -> held), its outbox `payout`
+row, and the withdrawal row with its on-chain payout id `seq`. Replaying the same request
+returns the first result; another body under the same id is a 409. The on-chain figures come
+from `ChainCreditCache` (a snapshot per creator, at most 15 s old, corrected by the payouts
+booked since; a refusal it causes is re-checked against the chain): no RPC per request.
 
 Worker (`step`): outcomes of payout txs first (confirmed -> hold posted, state confirmed
 with the tx hash; reverted because of the vault's payout allowance or its pause -> back to
 the queue (temporary); any other revert of a single-item batch fails for good: hold voided,
 funds back; a multi-item batch goes back to the queue item by item, each then paid in its
 own batch so one bad item cannot fail the others; superseded -> back to the queue), then the
-queue: `requested` withdrawals (oldest first, at most `max_payout_batch()`) that fit in the
-vault's payout allowance *minus the payouts submitted but not yet mined*, in one `payout`
-tx, state -> submitted in the same DB transaction.
+queue: `requested` withdrawals (oldest first, at most `max_batch`: TOKENBRIDGE_WITHDRAWAL_MAX_BATCH,
+capped by `max_payout_batch()`) that fit in the vault's payout allowance *minus the payouts
+submitted but not yet mined*, in one `payout` tx, state -> submitted in the same DB transaction.
+An outcome is booked set-based: every hold of the tx posted or voided with one statement per
+table, each creator locked once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from functools import lru_cache, partial
+from typing import Any, Protocol, cast
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tokenbridge.adapters.chain.txmanager import TxBackpressure, TxOutcome
 from tokenbridge.adapters.db.models import Account as AccountRow
-from tokenbridge.adapters.db.models import Hold, OutboxItem
+from tokenbridge.adapters.db.models import OutboxItem
 from tokenbridge.adapters.db.models_settlement import SettlementCounter, WalletLink
 from tokenbridge.adapters.db.models_settlement import Withdrawal as WithdrawalRow
 from tokenbridge.adapters.db.models_tx import ChainTx, ChainTxAttempt
 from tokenbridge.adapters.db.uow import SqlUnitOfWork, UnitOfWorkFactory
+from tokenbridge.adapters.db.withdrawal_ledger import HoldFinish, NewWithdrawal, WithdrawalLedger, WithdrawalUpdate
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.accounts import validate_id
 from tokenbridge.domain.epoch import EpochPolicy
 from tokenbridge.domain.errors import (
     BelowMinimumWithdrawal,
+    Conflict,
     ExceedsWithdrawable,
     InvalidInput,
     NotFound,
@@ -53,6 +63,8 @@ from tokenbridge.domain.errors import (
 from tokenbridge.domain.money import validate_amount
 from tokenbridge.domain.txstate import TxState
 from tokenbridge.domain.withdrawal import (
+    EIP712_NAME,
+    EIP712_VERSION,
     WalletLinkMessage,
     WithdrawalMessage,
     WithdrawalState,
@@ -127,6 +139,19 @@ class RequestWithdrawal:
     signature: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request after input validation."""
+
+    id: str
+    creator_id: str
+    to: str
+    amount: int
+    deadline: int
+    signature: str
+    request_hash: str
+
+
 @dataclass(slots=True)
 class PayoutReport:
     submitted: int = 0
@@ -134,6 +159,124 @@ class PayoutReport:
     failed: int = 0
     requeued: int = 0
     waiting: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditSnapshot:
+    """A creator's on-chain credit as read at `fetched_at` (monotonic seconds), with the creator's
+    booked payout total (`creator_payout_totals.posted`) read from the database *before* the chain."""
+
+    key: bytes
+    matured: int
+    paid: int
+    posted: int
+    fetched_at: float
+
+
+class ChainCreditCache:
+    """The vault's `matured` and `paidOut` per creator, so a withdrawal request makes no RPC.
+
+    Why a snapshot stays safe to use (docs/settlement.md, "Request"):
+
+    * `matured` only grows, with time and with new settlements (a void takes unmatured credit only);
+      the one exception is the admin raising `payoutDelay`. An old value is therefore a lower bound,
+      except after such a raise, which `ttl_s` bounds (and the vault itself refuses a payout above
+      matured - paid, so at worst such a withdrawal fails and its hold is voided).
+    * `paidOut` grows with our payouts. Each one is a hold that is either still reserved (counted in
+      `held`) or was booked as posted. Booking adds to the creator's `posted` total in the database,
+      read before the chain, so `paid + (posted now - posted then)` is never below the chain's
+      `paidOut` now (a payout mined before the chain read and booked after the marker read is
+      counted twice: lower, never higher).
+    * A refusal based on a snapshot from before this request is re-checked once with a fresh read,
+      so newly matured earnings are never refused because of the cache.
+
+    Entries expire after `ttl_s`; at most `max_entries` creators are kept (the oldest go first).
+    Thread-safe (the API runs requests in a thread pool).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[bytes], tuple[int, int]],
+        *,
+        ttl_s: float = 15.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl_s < 0 or max_entries < 1:
+            raise InvalidInput("ttl_s >= 0 and max_entries >= 1")
+        self._read = read
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, CreditSnapshot] = {}
+        self._lock = threading.Lock()
+
+    def get(self, creator_id: str) -> CreditSnapshot | None:
+        """The snapshot of `creator_id` if it is younger than `ttl_s`."""
+        entry = self._entries.get(creator_id)
+        if entry is None or self._clock() - entry.fetched_at > self.ttl_s:
+            return None
+        return entry
+
+    def refresh(self, creator_id: str, key: bytes, posted: int) -> CreditSnapshot:
+        """Read the chain now (the caller read `posted` from the database just before) and keep it."""
+        fetched_at = self._clock()
+        matured, paid = self._read(key)
+        entry = CreditSnapshot(key, matured, paid, posted, fetched_at)
+        with self._lock:
+            self._entries.pop(creator_id, None)  # re-insert: dict order = fetch order
+            self._entries[creator_id] = entry
+            while len(self._entries) > self.max_entries:
+                del self._entries[next(iter(self._entries))]
+        return entry
+
+    def invalidate(self, creator_id: str | None = None) -> None:
+        with self._lock:
+            if creator_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(creator_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _StaleCredit(Exception):
+    """A request was refused on a cached snapshot: read the chain again and re-check once."""
+
+
+def _chain_reader(vault: Any) -> Callable[[bytes], tuple[int, int]]:
+    """One `creditOf` call when the vault client has it, else the two views."""
+    both = getattr(vault, "matured_and_paid", None)
+    if both is not None:
+        return both  # type: ignore[no-any-return]
+    return lambda key: (int(vault.matured(key)), int(vault.paid_out(key)))
+
+
+# what the worker reads of queued and submitted withdrawals (plain rows, no ORM objects)
+_QUEUE_COLUMNS = (
+    WithdrawalRow.id,
+    WithdrawalRow.seq,
+    WithdrawalRow.creator_key,
+    WithdrawalRow.to_address,
+    WithdrawalRow.amount,
+    WithdrawalRow.hold_id,
+    WithdrawalRow.attempts,
+    WithdrawalRow.failure_reason,
+)
+_OUTCOME_COLUMNS = (
+    WithdrawalRow.id,
+    WithdrawalRow.seq,
+    WithdrawalRow.creator_id,
+    WithdrawalRow.hold_id,
+    WithdrawalRow.amount,
+    WithdrawalRow.state,
+    WithdrawalRow.attempts,
+    WithdrawalRow.chain_tx_id,
+    WithdrawalRow.tx_hash,
+    WithdrawalRow.block,
+    WithdrawalRow.failure_reason,
+)
 
 
 def _view(row: WithdrawalRow) -> WithdrawalView:
@@ -179,6 +322,54 @@ def recover_signer(typed: dict[str, Any], signature: str) -> tuple[str, str]:
     return to_checksum_address(signer), digest
 
 
+_DOMAIN_TYPEHASH = bytes(
+    keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+)
+_WITHDRAWAL_TYPEHASH = bytes(
+    keccak(text="Withdrawal(string id,bytes32 creatorKey,address to,uint256 amount,uint256 deadline)")
+)
+
+
+@lru_cache(maxsize=16)
+def _domain_separator(chain_id: int, vault: str) -> bytes:
+    return bytes(
+        keccak(
+            _DOMAIN_TYPEHASH
+            + bytes(keccak(text=EIP712_NAME))
+            + bytes(keccak(text=EIP712_VERSION))
+            + chain_id.to_bytes(32, "big")
+            + bytes.fromhex(vault[2:]).rjust(32, b"\0")
+        )
+    )
+
+
+def recover_withdrawal_signer(msg: WithdrawalMessage, chain_id: int, vault: str, signature: str) -> tuple[str, str]:
+    """`recover_signer` for a `Withdrawal`, hashed directly (the same EIP-712 digest as
+    `encode_typed_data` of `msg.typed_data(chain_id, vault)`, with the domain separator computed
+    once per vault; the request path's share of CPU), recovered by eth-account as before."""
+    key = bytes.fromhex(msg.creator_key[2:])
+    to = bytes.fromhex(msg.to[2:])
+    if len(key) != 32 or len(to) != 20 or not 0 <= msg.amount < 2**256 or not 0 <= msg.deadline < 2**256:
+        raise InvalidInput("malformed withdrawal message")
+    struct_hash = bytes(
+        keccak(
+            _WITHDRAWAL_TYPEHASH
+            + bytes(keccak(text=msg.id))
+            + key
+            + to.rjust(32, b"\0")
+            + msg.amount.to_bytes(32, "big")
+            + msg.deadline.to_bytes(32, "big")
+        )
+    )
+    message = SignableMessage(b"\x01", _domain_separator(chain_id, vault), struct_hash)
+    digest = "0x" + bytes(keccak(b"\x19\x01" + message.header + message.body)).hex()
+    try:
+        signer = Account.recover_message(message, signature=signature)
+    except Exception as exc:  # eth-keys raises several types for a bad (r, s, v)
+        raise InvalidInput(f"signature cannot be recovered: {type(exc).__name__}") from None
+    return to_checksum_address(signer), digest
+
+
 def next_counter(s: Session, name: str) -> int:
     """The next value of a gap-free counter (row-locked; the first value is 1)."""
     row = s.execute(
@@ -206,9 +397,12 @@ class WithdrawalService:
         clock: Clock = utc_clock,
         max_batch: int | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        credit_cache: ChainCreditCache | None = None,
     ) -> None:
         if max_attempts < 1:
             raise InvalidInput("max_attempts must be >= 1")
+        if max_batch is not None and max_batch < 1:
+            raise InvalidInput("max_batch must be >= 1")
         self._uow = uow
         self._txm = txm
         self._vault = vault
@@ -218,10 +412,12 @@ class WithdrawalService:
         self._clock = clock
         self.max_batch = min(max_batch or max_payout_batch(), max_payout_batch())
         self.max_attempts = max_attempts
+        self.credits = credit_cache if credit_cache is not None else ChainCreditCache(_chain_reader(vault))
+        self._vault_address = to_checksum_address(vault.address)
 
     @property
     def vault_address(self) -> str:
-        return to_checksum_address(self._vault.address)
+        return self._vault_address
 
     # -- wallet links -----------------------------------------------------------------------------
 
@@ -282,7 +478,11 @@ class WithdrawalService:
         return withdrawable(self._vault.matured(key), self._vault.paid_out(key), held)
 
     def request(self, cmd: RequestWithdrawal) -> tuple[WithdrawalView, bool]:
-        """Check and place a withdrawal (see the module doc); (view, created)."""
+        """Check and place a withdrawal (see the module doc); (view, created).
+
+        One write transaction of three statements on PostgreSQL (lock, context, place) plus COMMIT;
+        the vault's figures come from `self.credits` (no RPC unless the snapshot is missing or old,
+        or a refusal must be re-checked against the chain)."""
         withdrawal_id = validate_id(cmd.id, "withdrawal id")
         creator_id = validate_id(cmd.creator_id, "creator id")
         to = to_checksum_address(validate_address(cmd.to, "to"))
@@ -292,114 +492,112 @@ class WithdrawalService:
         req_hash = lg.request_hash(
             {"creator": creator_id, "to": to, "amount": amount, "deadline": deadline, "signature": signature}
         )
-        replay = self._replay(withdrawal_id, req_hash)
-        if replay is not None:
-            return replay, False
-        now = self._clock()
-        check_deadline(deadline, int(now.timestamp()))
-        if amount < self.min_amount:
-            raise BelowMinimumWithdrawal(f"the minimum withdrawal is {self.min_amount} units, got {amount}")
-        with self._uow.read() as uow:
-            creator = self._creator(uow, creator_id)
-            key_hex = creator.account_key
-            link = uow.session.get(WalletLink, creator_id)
-            if link is None:
-                raise WalletNotLinked(f"creator {creator_id} has no linked wallet; link one first")
-            wallet = link.wallet
-        typed = WithdrawalMessage(withdrawal_id, key_hex, to, amount, deadline).typed_data(
-            self.chain_id, self.vault_address
-        )
-        signer, digest = recover_signer(typed, signature)
-        if signer != wallet:
-            raise WrongSigner(f"the Withdrawal is signed by {signer}, not by the linked wallet {wallet}")
-        key = bytes.fromhex(key_hex[2:])
-        matured, paid = self._vault.matured(key), self._vault.paid_out(key)  # before the lock: no RPC under it
+        w = _Request(withdrawal_id, creator_id, to, amount, deadline, signature, req_hash)
+        credit = self.credits.get(creator_id)
+        fresh = credit is None
+        if credit is None:
+            credit = self._refresh_credit(creator_id)
+        for _ in range(3):
+            try:
+                return retry_on_race(partial(self._request_once, w, credit, recheck=not fresh))
+            except _StaleCredit:  # refused on an older snapshot (or none): read the chain, check again
+                credit, fresh = self._refresh_credit(creator_id), True
+        raise AssertionError(f"no on-chain credit snapshot for {creator_id}")  # pragma: no cover
 
-        def attempt() -> tuple[WithdrawalView, bool]:
-            with self._uow.write() as uow:
-                s = uow.session
-                creator = self._creator(uow, creator_id, lock=True)
-                existing = s.get(WithdrawalRow, withdrawal_id)
-                if existing is not None:  # a concurrent first request won
-                    lg.check_replay("withdrawal id", withdrawal_id, existing.request_hash, req_hash)
-                    return _view(existing), False
-                day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-                today = int(
-                    s.execute(
-                        select(func.coalesce(func.sum(WithdrawalRow.amount), 0)).where(
-                            WithdrawalRow.creator_id == creator_id,
-                            WithdrawalRow.created_at >= day_start,
-                            WithdrawalRow.created_at < day_start + timedelta(days=1),
-                            WithdrawalRow.state != WithdrawalState.FAILED.value,
-                        )
-                    ).scalar_one()
+    def _refresh_credit(self, creator_id: str) -> CreditSnapshot | None:
+        """The creator's booked payout total, then the vault's figures (in that order: see
+        `ChainCreditCache`); None when there is no such account (the request then says so)."""
+        with self._uow.read() as uow:
+            marker = WithdrawalLedger(uow.session).payout_marker(creator_id)
+        if marker is None:
+            return None
+        key_hex, posted = marker
+        return self.credits.refresh(creator_id, bytes.fromhex(key_hex[2:]), posted)
+
+    def _request_once(
+        self, w: _Request, credit: CreditSnapshot | None, *, recheck: bool
+    ) -> tuple[WithdrawalView, bool]:
+        now = self._clock()
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self._uow.write() as uow:
+            s = uow.session
+            wl = WithdrawalLedger(s)
+            ctx = wl.locked_context(w.creator_id, w.id, day_start, day_start + timedelta(days=1))
+            existing_hash = ctx.existing_hash if ctx is not None else self._existing_hash(s, w.id)
+            if existing_hash is not None:  # a replay (or a concurrent first request won)
+                lg.check_replay("withdrawal id", w.id, existing_hash, w.request_hash)
+                row = s.get(WithdrawalRow, w.id)
+                assert row is not None
+                return _view(row), False
+            check_deadline(w.deadline, int(now.timestamp()))
+            if w.amount < self.min_amount:
+                raise BelowMinimumWithdrawal(f"the minimum withdrawal is {self.min_amount} units, got {w.amount}")
+            if ctx is None:
+                raise NotFound(f"account {w.creator_id} not found")
+            if ctx.kind != "creator":
+                raise InvalidInput(f"account {w.creator_id} is a {ctx.kind} account; only creators withdraw")
+            if ctx.wallet is None:
+                raise WalletNotLinked(f"creator {w.creator_id} has no linked wallet; link one first")
+            message = WithdrawalMessage(w.id, ctx.account_key, w.to, w.amount, w.deadline)
+            signer, digest = recover_withdrawal_signer(message, self.chain_id, self._vault_address, w.signature)
+            if signer != ctx.wallet:
+                raise WrongSigner(f"the Withdrawal is signed by {signer}, not by the linked wallet {ctx.wallet}")
+            if ctx.today + w.amount > self.daily_cap:
+                raise WithdrawalCapExceeded(
+                    f"creator {w.creator_id} withdrew {ctx.today} units today; cap {self.daily_cap}, asked {w.amount}"
                 )
-                if today + amount > self.daily_cap:
-                    raise WithdrawalCapExceeded(
-                        f"creator {creator_id} withdrew {today} units today; cap {self.daily_cap}, asked {amount}"
-                    )
-                uow.ledger.fold(lg.earnings(creator_id))
-                creator = self._creator(uow, creator_id, lock=True)
-                available = min(withdrawable(matured, paid, creator.held), creator.earnings)
-                if amount > available:
-                    raise ExceedsWithdrawable(
-                        f"creator {creator_id} can withdraw {available} units now (matured on-chain {matured}, "
-                        f"paid {paid}, held {creator.held}, ledger earnings {creator.earnings}); asked {amount}"
-                    )
-                seq = next_counter(s, "payout_id")
-                hold_id = f"withdrawal:{seq}"  # the payout id: short, unique, fits holds.id
-                hold = lg.Hold(hold_id, creator_id, amount)
-                uow.ledger.apply(
-                    hold.reserve_posting(),
-                    f"hold:{hold_id}:reserve",
-                    lg.request_hash({"creator": creator_id, "amount": amount}),
-                    {lg.earnings(creator_id): creator, lg.held(creator_id): creator},
-                    now,
+            if credit is None:  # the account appeared after the snapshot was attempted
+                raise _StaleCredit
+            earnings = ctx.earnings
+            if w.amount > earnings:  # the cache is short: fold the unfolded credits into it (row locked)
+                earnings += uow.ledger.fold(lg.earnings(w.creator_id))
+            # paid on-chain now <= paid at the snapshot + what was booked as paid since (see ChainCreditCache)
+            paid = credit.paid + max(0, ctx.posted - credit.posted)
+            on_chain = withdrawable(credit.matured, paid, ctx.held)
+            available = min(on_chain, earnings)
+            if w.amount > available:
+                if recheck and w.amount > on_chain:  # the snapshot is what refuses: read the chain again
+                    raise _StaleCredit
+                raise ExceedsWithdrawable(
+                    f"creator {w.creator_id} can withdraw {available} units now (matured on-chain {credit.matured}, "
+                    f"paid {paid}, held {ctx.held}, ledger earnings {earnings}); asked {w.amount}"
                 )
-                s.add(
-                    Hold(
-                        id=hold_id,
-                        creator_id=creator_id,
-                        amount=amount,
-                        state=hold.state.value,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                uow.outbox.add("payout", amount, creator_id, hold_id, now)
-                row = WithdrawalRow(
-                    id=withdrawal_id,
-                    seq=seq,
-                    creator_id=creator_id,
-                    creator_key=key_hex,
-                    to_address=to,
-                    amount=amount,
-                    deadline=deadline,
-                    signature=signature,
+            seq = wl.place(
+                NewWithdrawal(
+                    id=w.id,
+                    creator_id=w.creator_id,
+                    creator_key=ctx.account_key,
+                    to=w.to,
+                    amount=w.amount,
+                    deadline=w.deadline,
+                    signature=w.signature,
                     digest=digest,
                     signer=signer,
-                    request_hash=req_hash,
-                    state=WithdrawalState.REQUESTED.value,
-                    hold_id=hold_id,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                s.add(row)
-                s.flush()
-                view = _view(row)
-                uow.commit()
-                return view, True
+                    request_hash=w.request_hash,
+                ),
+                now,
+            )
+            uow.commit()
+        view = WithdrawalView(
+            id=w.id,
+            creator_id=w.creator_id,
+            to=w.to,
+            amount=w.amount,
+            state=WithdrawalState.REQUESTED.value,
+            payout_id=seq,
+            tx_hash=None,
+            failure_reason=None,
+            created_at=now,
+            submitted_at=None,
+            finished_at=None,
+        )
+        return view, True
 
-        return retry_on_race(attempt)
-
-    def _replay(self, withdrawal_id: str, req_hash: str) -> WithdrawalView | None:
-        with self._uow.read() as uow:
-            existing = uow.session.get(WithdrawalRow, withdrawal_id)
-            if existing is None:
-                return None
-            lg.check_replay("withdrawal id", withdrawal_id, existing.request_hash, req_hash)
-            return _view(existing)
+    @staticmethod
+    def _existing_hash(s: Session, withdrawal_id: str) -> str | None:
+        return s.execute(
+            select(WithdrawalRow.request_hash).where(WithdrawalRow.id == withdrawal_id)
+        ).scalar_one_or_none()
 
     def get(self, withdrawal_id: str) -> WithdrawalView:
         """The withdrawal; while `submitted`, `tx_hash` is the payout tx's current attempt (the
@@ -426,33 +624,44 @@ class WithdrawalService:
     # -- the worker step --------------------------------------------------------------------------
 
     def step(self) -> PayoutReport:
+        """Book finished payouts, then send the queue in batches. The vault's pause and payout
+        allowance are read once per step (and not at all when nothing is queued): each batch
+        sent in this step is then counted through `unmined_payouts`."""
         report = PayoutReport()
         self.handle_outcomes(report)
+        with self._uow.read() as uow:
+            if not self._queued(uow.session):
+                return report
+        if self._vault.paused():
+            return report
+        allowance = int(self._vault.payout_allowance().available)
         try:
-            while self.submit_batch(report):
+            while self.submit_batch(report, allowance=allowance):
                 pass
         except TxBackpressure as exc:
             report.waiting = str(exc)
         return report
 
-    def submit_batch(self, report: PayoutReport | None = None) -> bool:
-        """Send the oldest requested withdrawals as one payout tx; False when nothing was sent."""
-        if self._vault.paused():
-            return False
-        allowance = int(self._vault.payout_allowance().available)
+    def submit_batch(self, report: PayoutReport | None = None, *, allowance: int | None = None) -> bool:
+        """Send the oldest requested withdrawals as one payout tx; False when nothing was sent.
+
+        `allowance`: the vault's available payout allowance as read by the caller in this step
+        (None: read the vault's pause and allowance now)."""
+        if allowance is None:
+            if self._vault.paused():
+                return False
+            allowance = int(self._vault.payout_allowance().available)
         with self._uow.write() as uow:
             s = uow.session
             # the chain's allowance does not yet show payouts we signed that are not mined
             remaining = allowance - self.unmined_payouts(s)
-            rows = list(
-                s.scalars(
-                    select(WithdrawalRow)
-                    .where(WithdrawalRow.state == WithdrawalState.REQUESTED.value, WithdrawalRow.amount <= remaining)
-                    .order_by(WithdrawalRow.seq)
-                    .limit(self.max_batch)
-                    .with_for_update()
-                ).all()
-            )
+            rows = s.execute(
+                select(*_QUEUE_COLUMNS)
+                .where(WithdrawalRow.state == WithdrawalState.REQUESTED.value, WithdrawalRow.amount <= remaining)
+                .order_by(WithdrawalRow.seq)
+                .limit(self.max_batch)
+                .with_for_update()
+            ).all()
             if not rows:
                 if remaining < allowance or self._queued(s):
                     log.info("payout allowance: %d available, %d after unmined payouts; waiting", allowance, remaining)
@@ -461,7 +670,7 @@ class WithdrawalService:
                 rows = rows[:1]  # retried after a batch revert: alone, so it cannot fail others
             else:
                 rows = [r for r in rows if r.failure_reason is None] or rows[:1]
-            batch: list[WithdrawalRow] = []
+            batch: list[Any] = []
             total = 0
             for r in rows:
                 if total + r.amount > remaining:
@@ -470,13 +679,14 @@ class WithdrawalService:
                 total += r.amount
             if not batch:
                 return False
-            data = self._vault.encode_call(
-                "payout",
+            args = (
                 [r.seq for r in batch],
                 [bytes.fromhex(r.creator_key[2:]) for r in batch],
                 [r.to_address for r in batch],
                 [r.amount for r in batch],
             )
+            encode = getattr(self._vault, "encode_payout", None)
+            data = encode(*args) if encode is not None else self._vault.encode_call("payout", *args)
             ref = f"payouts:{next_counter(s, 'payout_batch')}"
             tx_id = self._txm.submit(
                 s,
@@ -487,11 +697,22 @@ class WithdrawalService:
                 gas=payout_gas(len(batch)),
             )
             now = self._clock()
-            for r in batch:
-                model = WithdrawalModel(r.id, WithdrawalState(r.state))
-                model.submit(tx_id)
-                r.state, r.chain_tx_id, r.submitted_at, r.updated_at = model.state.value, tx_id, now, now
-                r.attempts += 1
+            ids = [r.id for r in batch]
+            # requested -> submitted (the rows are locked and were read as requested)
+            moved = s.execute(
+                update(WithdrawalRow)
+                .where(WithdrawalRow.id.in_(ids), WithdrawalRow.state == WithdrawalState.REQUESTED.value)
+                .values(
+                    state=WithdrawalState.SUBMITTED.value,
+                    chain_tx_id=tx_id,
+                    submitted_at=now,
+                    updated_at=now,
+                    attempts=WithdrawalRow.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if cast(Any, moved).rowcount != len(batch):  # pragma: no cover - the rows are locked
+                raise Conflict(f"payout {ref}: {cast(Any, moved).rowcount} of {len(batch)} withdrawals still queued")
             s.execute(
                 update(OutboxItem)
                 .where(OutboxItem.kind == "payout", OutboxItem.ref_id.in_([r.hold_id for r in batch]))
@@ -520,69 +741,89 @@ class WithdrawalService:
         )
 
     def handle_outcomes(self, report: PayoutReport | None = None) -> int:
+        """Book the outcome of every finished payout tx, each in its own transaction (set-based:
+        `_on_payout`)."""
         report = report or PayoutReport()
         with self._uow.read() as uow:
-            pending = [o.tx_id for o in self._txm.outcomes(uow.session, PURPOSE_PAYOUT)]
-        for tx_id in pending:
+            pending = self._txm.outcomes(uow.session, PURPOSE_PAYOUT)
+        for outcome in pending:
             with self._uow.write() as uow:
-                outcome = next((o for o in self._txm.outcomes(uow.session, PURPOSE_PAYOUT) if o.tx_id == tx_id), None)
-                if outcome is None:
-                    continue
+                try:
+                    # first: it locks the tx's row, so a concurrent handler waits here, then skips
+                    self._txm.mark_handled(uow.session, outcome.tx_id)
+                except Conflict:
+                    continue  # handled meanwhile
                 self._on_payout(uow, outcome, report)
-                self._txm.mark_handled(uow.session, tx_id)
                 uow.commit()
         return len(pending)
 
     def _on_payout(self, uow: SqlUnitOfWork, o: TxOutcome, report: PayoutReport) -> None:
+        """Apply one payout tx's outcome to its withdrawals, set-based: each row's new state in
+        Python (the domain's state machine), then the holds posted/voided in one booking
+        (`WithdrawalLedger.finish_holds`: each creator locked once) and the rows in one UPDATE."""
         s = uow.session
-        rows = list(
-            s.scalars(
-                select(WithdrawalRow)
-                .where(WithdrawalRow.chain_tx_id == o.tx_id, WithdrawalRow.state == WithdrawalState.SUBMITTED.value)
-                .order_by(WithdrawalRow.seq)
-            ).all()
-        )
+        rows = s.execute(
+            select(*_OUTCOME_COLUMNS)
+            .where(WithdrawalRow.chain_tx_id == o.tx_id, WithdrawalRow.state == WithdrawalState.SUBMITTED.value)
+            .order_by(WithdrawalRow.seq)
+        ).all()
+        if not rows:
+            return
         now = self._clock()
         reason: str | None = None
-        if o.state is TxState.REVERTED and rows:
+        if o.state is TxState.REVERTED:
             reason = self._revert_reason(s, o)
         temporary = reason in TEMPORARY_PAYOUT_REVERTS
+        finishes: list[HoldFinish] = []
+        updates: list[WithdrawalUpdate] = []
         for r in rows:
             model = WithdrawalModel(r.id, WithdrawalState(r.state))
+            chain_tx_id: int | None = r.chain_tx_id
+            tx_hash, block, failure = r.tx_hash, r.block, r.failure_reason
             paid = o.state is TxState.CONFIRMED or self._vault.is_paid_out(r.seq)
             if paid:
                 model.confirm(o.tx_hash or "")
-                r.tx_hash = o.tx_hash if o.state is TxState.CONFIRMED else r.tx_hash
-                r.block = o.block_number if o.state is TxState.CONFIRMED else r.block
-                r.failure_reason = None
-                self._finish_hold(uow, r, lg.HoldState.POSTED, now)
+                if o.state is TxState.CONFIRMED:
+                    tx_hash, block = o.tx_hash, o.block_number
+                failure = None
+                finishes.append(HoldFinish(r.hold_id, r.creator_id, r.amount, "posted"))
                 report.confirmed += 1
             elif o.state is TxState.SUPERSEDED:
                 model.requeue()
-                r.chain_tx_id = None
+                chain_tx_id = None
                 report.requeued += 1
             elif temporary and r.attempts < self.max_attempts:
                 # the vault said "not now" (allowance used up, paused): wait in the queue
                 model.requeue()
-                r.chain_tx_id = None
-                r.failure_reason = f"payout {o.tx_hash} reverted ({reason}); queued again"
+                chain_tx_id = None
+                failure = f"payout {o.tx_hash} reverted ({reason}); queued again"
                 log.warning("withdrawal %s: payout %s reverted (%s); queued again", r.id, o.tx_hash, reason)
                 report.requeued += 1
             elif len(rows) > 1:
                 model.requeue()  # find the bad item: each is retried alone
-                r.chain_tx_id = None
-                r.failure_reason = f"batch payout {o.tx_hash} reverted; retrying alone"
+                chain_tx_id = None
+                failure = f"batch payout {o.tx_hash} reverted; retrying alone"
                 report.requeued += 1
             else:
-                why = f"payout transaction {o.tx_hash} reverted" + (f" ({reason})" if reason else "")
-                model.fail(why)
-                r.failure_reason = why
-                r.tx_hash = o.tx_hash
-                self._finish_hold(uow, r, lg.HoldState.VOIDED, now)
+                failure = f"payout transaction {o.tx_hash} reverted" + (f" ({reason})" if reason else "")
+                model.fail(failure)
+                tx_hash = o.tx_hash
+                finishes.append(HoldFinish(r.hold_id, r.creator_id, r.amount, "voided"))
                 report.failed += 1
-            r.state, r.updated_at = model.state.value, now
-            if model.final:
-                r.finished_at = now
+            updates.append(
+                WithdrawalUpdate(
+                    id=r.id,
+                    state=model.state.value,
+                    chain_tx_id=chain_tx_id,
+                    tx_hash=tx_hash,
+                    block=block,
+                    failure_reason=failure,
+                    finished_at=now if model.final else None,
+                )
+            )
+        wl = WithdrawalLedger(s)
+        wl.finish_holds(finishes, now)
+        wl.update_withdrawals(updates, now)
 
     def _revert_reason(self, s: Session, o: TxOutcome) -> str | None:
         """The custom error of a reverted payout (replayed at its block); "EnforcedPause" when the
@@ -600,35 +841,6 @@ class WithdrawalService:
             # the coin's own pause reverts with the same error; only the vault's pause is ours to wait out
             reason = "EnforcedPause (CreatorCoin)"
         return reason
-
-    @staticmethod
-    def _finish_hold(uow: SqlUnitOfWork, r: WithdrawalRow, to: lg.HoldState, now: datetime) -> None:
-        """Post (payout confirmed) or void (failed for good) the withdrawal's hold, in this transaction."""
-        creator = uow.accounts.lock(r.creator_id)
-        hold_row = uow.holds.lock(r.hold_id)
-        assert creator is not None
-        assert hold_row is not None
-        if hold_row.state == to.value:
-            return
-        hold = lg.Hold(hold_row.id, hold_row.creator_id, hold_row.amount, lg.HoldState(hold_row.state))
-        posting = hold.post() if to is lg.HoldState.POSTED else hold.void()
-        uow.ledger.apply(
-            posting,
-            f"hold:{hold_row.id}:{to.value}",
-            lg.request_hash({"hold": hold_row.id, "to": to.value}),
-            {lg.held(creator.id): creator, lg.earnings(creator.id): creator},
-            now,
-        )
-        hold_row.state, hold_row.updated_at = hold.state.value, now
-        # flush now: the next withdrawal of the same creator in this transaction re-reads the
-        # account with `Accounts.lock` (populate_existing), which would drop an unflushed change
-        uow.session.flush()
-        uow.session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.kind == "payout", OutboxItem.ref_id == hold_row.id)
-            .values(state="done" if to is lg.HoldState.POSTED else "voided", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
 
 # --- wiring -------------------------------------------------------------------------------------
@@ -660,6 +872,7 @@ def build_settlement(settings: Any, uow: UnitOfWorkFactory, txm: TxSubmitter, va
         chain_id=settings.chain_id,
         min_amount=settings.withdrawal_min_amount,
         daily_cap=settings.withdrawal_daily_cap,
+        max_batch=getattr(settings, "withdrawal_max_batch", None),
         max_attempts=max_attempts,
     )
     return SettlementServices(epochs, withdrawals, rate)

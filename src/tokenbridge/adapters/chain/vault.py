@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3Exception
+from web3.types import RPCEndpoint
 
 from tokenbridge.adapters.chain.artifacts import combined_error_abi, load_artifact
 from tokenbridge.domain.errors import ChainError
@@ -31,6 +33,8 @@ DEFAULT_ADMIN_ROLE = b"\x00" * 32
 ROLES: dict[str, bytes] = {"admin": DEFAULT_ADMIN_ROLE, "bridge": BRIDGE_ROLE, "pauser": PAUSER_ROLE}
 
 _ERROR_STRING = bytes.fromhex("08c379a0")
+_CREDIT_OF = "0x" + bytes(keccak(text="creditOf(bytes32)"))[:4].hex()  # eth_call data prefix
+_PAYOUT = "0x" + bytes(keccak(text="payout(uint256[],bytes32[],address[],uint256[])"))[:4].hex()
 _PANIC = bytes.fromhex("4e487b71")
 
 
@@ -277,6 +281,24 @@ class VaultClient:
         """ABI-encoded calldata (0x hex) for vault function `fn`, for a transaction manager to sign."""
         return str(self.vault.encode_abi(fn, args=list(args)))
 
+    def encode_payout(
+        self, ids: Sequence[int], creator_keys: Sequence[bytes], to: Sequence[str], amounts: Sequence[int]
+    ) -> str:
+        """`encode_call("payout", ...)` with eth-abi directly: the same bytes, without web3's
+        per-argument checks (tens of ms for a batch of 400 in the worker's step)."""
+        n = len(ids)
+        if not len(creator_keys) == len(to) == len(amounts) == n:
+            raise ChainError(f"payout: {n} ids, {len(creator_keys)} keys, {len(to)} payees, {len(amounts)} amounts")
+        if any(len(k) != 32 for k in creator_keys):
+            raise ChainError("payout: a creator key is 32 bytes")
+        payees = [bytes.fromhex(a[2:] if a[:2] in ("0x", "0X") else a) for a in to]  # no checksum hashing
+        if any(len(p) != 20 for p in payees):
+            raise ChainError("payout: a payee is a 20-byte address")
+        body = abi_encode(
+            ["uint256[]", "bytes32[]", "address[]", "uint256[]"], [list(ids), list(creator_keys), payees, list(amounts)]
+        )
+        return _PAYOUT + body.hex()
+
     def events(self, name: str, from_block: int, to_block: int | str = "latest") -> list[dict[str, Any]]:
         """Decoded vault events `name` in [from_block, to_block] (each has args, transactionHash, logIndex)."""
         event = getattr(self.vault.events, name)
@@ -441,6 +463,27 @@ class VaultClient:
     def matured(self, creator_key: bytes) -> int:
         """Credited and matured."""
         return int(self._call("matured", creator_key))
+
+    def matured_and_paid(self, creator_key: bytes) -> tuple[int, int]:
+        """(matured, paidOut) of a creator key from ONE `eth_call` of `creditOf` (matured = earned -
+        pending), sent straight to the provider: no web3 contract machinery, no middleware (whose
+        validation step would add two `eth_chainId` round trips). The API's withdrawal checks use it."""
+        if len(creator_key) != 32:
+            raise ChainError(f"creditOf: a creator key is 32 bytes, got {len(creator_key)}")
+        call = {"to": self.address, "data": _CREDIT_OF + creator_key.hex()}
+        try:
+            response = self.w3.provider.make_request(RPCEndpoint("eth_call"), [call, "latest"])
+        except (Web3Exception, ValueError, OSError) as exc:  # OSError: requests' connection errors
+            raise to_chain_error(exc, "creditOf") from exc
+        error = response.get("error")
+        if error is not None:
+            raise to_chain_error(ValueError(error if isinstance(error, str) else dict(error)), "creditOf")
+        result = response.get("result")
+        raw = bytes.fromhex(result[2:]) if isinstance(result, str) and result.startswith("0x") else b""
+        if len(raw) < 128:
+            raise ChainError(f"creditOf: unexpected answer {str(result)[:80]!r} (no vault at {self.address}?)")
+        earned, paid, pending = (int.from_bytes(raw[i : i + 32], "big") for i in (0, 32, 64))
+        return earned - pending, paid
 
     def withdrawable(self, creator_key: bytes) -> int:
         """Matured minus paid: what a payout may move now."""

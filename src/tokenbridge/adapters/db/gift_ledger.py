@@ -1,6 +1,6 @@
 """The gift hot path in SQL: a few round trips per call, whatever the number of gifts.
 
-A gift is one row of `gifts` (revision 0007, docs/ledger.md "A gift is one row"): the
+A gift is one row of `gifts` (revision 0006, docs/ledger.md "A gift is one row"): the
 journal entry itself. Its debit of the sender's coins is applied to the sender's cached
 balance in the same transaction (the row is locked); its two credits, to the creator's
 earnings and to platform revenue, are appended unfolded and folded later

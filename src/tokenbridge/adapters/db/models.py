@@ -156,7 +156,7 @@ class Gift(Base):
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    # Set only for gifts posted before revision 0007, whose journal is a transfer with legs.
+    # Set only for gifts posted before revision 0006, whose journal is a transfer with legs.
     transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"), unique=True)
     sender_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     creator_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)

@@ -10,6 +10,7 @@ an epoch's liabilities tree, so balance proofs can be served later.
 `withdrawals`: a creator's signed request; `seq` is the on-chain payout id.
 `chain_batches` (+ `chain_batch_items`): a mint or burn transaction covering outbox rows.
 `settlement_counters`: gap-free on-chain id sequences, bumped under a row lock.
+`creator_payout_totals`: per creator, the withdrawals booked as paid (a marker for the API's cache).
 Amounts are BIGINT base units; times are UTC.
 """
 
@@ -160,3 +161,15 @@ class SettlementCounter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     next_value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CreatorPayoutTotal(Base):
+    """Per creator, the units of withdrawals whose payout the worker has booked as confirmed (hold
+    posted); only ever grows, in the transaction that posts the holds (migration 0005). The API uses
+    it as a marker: what was booked after it last read `paidOut` from the vault
+    (services/withdrawals.py, `ChainCreditCache`)."""
+
+    __tablename__ = "creator_payout_totals"
+
+    creator_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    posted: Mapped[int] = mapped_column(BigInteger, default=0)

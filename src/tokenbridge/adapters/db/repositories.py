@@ -6,11 +6,11 @@ non-negative balance would drop below zero; a leg on a credit-only hot account i
 appended (`folded = false`) and summed at read time until `Ledger.fold` moves it into
 the cache.
 
-Gifts are journal entries of their own (one `gifts` row each, revision 0007): the sender's
+Gifts are journal entries of their own (one `gifts` row each, revision 0006): the sender's
 debit is on the locked row when the gift is written, and the creator's and platform's
 credits are unfolded until a fold flags them (`creator_folded`, `platform_folded`). Every
 reader below that sums legs also sums those rows, so balances, folds and audits see one
-journal. Gifts posted before 0007 have a transfer with legs instead (`transfer_id` set,
+journal. Gifts posted before 0006 have a transfer with legs instead (`transfer_id` set,
 both flags true) and are counted through their legs only.
 """
 

@@ -127,19 +127,23 @@ async def link_wallet(
 @router.post(
     "/v1/withdrawals",
     status_code=201,
+    response_model=WithdrawalOut,
     summary="Request a withdrawal (EIP-712 Withdrawal signed by the linked wallet); idempotent by id",
     responses=problem_responses(
         401, 403, 404, 409, 422, 503, ok={"model": WithdrawalOut, "description": "Replay of an identical request"}
     ),
 )
-async def request_withdrawal(body: WithdrawalBody, key: AppKey, request: Request, response: Response) -> WithdrawalOut:
+async def request_withdrawal(body: WithdrawalBody, key: AppKey, request: Request) -> Response:
     authorize_account(key, body.creator_id)
     svc = settlement(request)
     cmd = RequestWithdrawal(body.id, body.creator_id, body.to, body.amount, body.deadline, body.signature)
     view, created = await run_in_threadpool(svc.withdrawals.request, cmd)
-    if not created:
-        response.status_code = 200
-    return WithdrawalOut.of(view)
+    # serialised once by pydantic-core (FastAPI would dump, re-validate and serialise the return value)
+    return Response(
+        WithdrawalOut.of(view).model_dump_json().encode(),
+        status_code=201 if created else 200,
+        media_type="application/json",
+    )
 
 
 @router.get(

@@ -6,22 +6,19 @@ credits (`ledger_creator_amount` to the creator's earnings, `ledger_platform_amo
 platform revenue), each folded into its cache later (`creator_folded`, `platform_folded`).
 Gifts written before it keep their transfer and legs (`transfer_id` set, both flags true).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-# TEMPORARY (lead, merge in progress): the revision below this one while 0005/0006 land.
-_here = {p.name[:4] for p in Path(__file__).parent.glob("000*.py")}
-down_revision: str | None = "0006" if "0006" in _here else "0005" if "0005" in _here else "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -66,7 +63,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     n = bind.execute(sa.text("SELECT count(*) FROM gifts WHERE transfer_id IS NULL")).scalar()
     if n:
-        raise RuntimeError(f"{n} gifts are journal rows without legs; downgrading below 0007 would lose them")
+        raise RuntimeError(f"{n} gifts are journal rows without legs; downgrading below 0006 would lose them")
     with op.batch_alter_table("gifts", schema=None) as batch_op:
         batch_op.drop_index("ix_gifts_platform_unfolded")
         batch_op.drop_index("ix_gifts_creator_unfolded")
