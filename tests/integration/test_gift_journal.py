@@ -4,15 +4,23 @@ and gifts written before 0006 (a transfer with legs) are still counted exactly o
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 
-from support_ledger import LedgerHarness
+from support_ledger import LedgerHarness, fresh_database
 from tokenbridge.adapters.db import migrate
 from tokenbridge.adapters.db.models import Account, Gift, Transfer, TransferLeg
+from tokenbridge.adapters.db.repositories import _PLATFORM_UNFOLDED
 from tokenbridge.domain import ledger as lg
+from tokenbridge.domain.epoch import CreatorCredit
+from tokenbridge.services.epochs import lock_adjusted_accounts, post_adjustment
 from tokenbridge.services.views import PostGift
 
 
@@ -105,8 +113,6 @@ def test_the_audit_notices_a_gift_row_that_disagrees_with_the_caches(ledger: Led
 
 
 def test_the_database_refuses_an_unbalanced_gift_row(ledger: LedgerHarness) -> None:
-    from sqlalchemy.exc import IntegrityError
-
     alice, bob = ledger.user(1_000), ledger.creator()
     gift_id = ledger.uid("g")
     ledger.services.gifts.post(PostGift(gift_id, alice, bob, 500))
@@ -170,3 +176,176 @@ def test_downgrading_below_0006_refuses_to_drop_gift_rows(ledger: LedgerHarness)
     with pytest.raises(RuntimeError, match="would lose them"):
         migrate.downgrade(url, "-1")  # the check runs before any change
     assert migrate.current_revision_for(url) == migrate.head_revision(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerHarness]:
+    """A database of this test's own (migrations up and down, EXPLAIN on known contents)."""
+    with fresh_database(request.param, tmp_path, "tb_journal") as url:
+        h = LedgerHarness(url)
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+def test_upgrading_to_0006_takes_a_legacy_gifts_ledger_amounts_from_its_legs(own_db: LedgerHarness) -> None:
+    """A legacy gift whose receipt an epoch re-split (creator_amount 170, platform 30) while its
+    legs posted 180/20: after 0005 -> 0006 the ledger columns hold what the legs posted."""
+    h = own_db
+    alice, bob = h.user(1_000), h.creator()
+    now = datetime.now(UTC)
+    legacy = h.uid("legacy")
+    with h.services.uow.write() as uow:
+        s = uow.session
+        sender = uow.accounts.lock(alice)
+        creator = uow.accounts.get(bob)
+        assert sender is not None
+        assert creator is not None
+        transfer = Transfer(caller_id=f"gift:{legacy}", kind="gift", request_hash="0" * 64, created_at=now)
+        s.add(transfer)
+        s.flush()
+        for account, side, amount in (
+            (lg.coins(alice), "debit", 200),
+            (lg.earnings(bob), "credit", 180),
+            (lg.PLATFORM_REVENUE, "credit", 20),
+        ):
+            folded = side == "debit"  # the sender's leg is on its locked row; the credits fold later
+            s.add(TransferLeg(transfer_id=transfer.id, account=account, side=side, amount=amount, folded=folded))
+        sender.coins -= 200
+        s.add(
+            Gift(
+                id=legacy, transfer_id=transfer.id, sender_id=alice, creator_id=bob, sender_key=sender.account_key,
+                creator_key=creator.account_key, gross=200, creator_amount=170, platform_amount=30, creator_bps=8_500,
+                status="settled", epoch_id=None, request_hash="0" * 64, created_at=now, ledger_creator_amount=0,
+                ledger_platform_amount=200, creator_folded=True, platform_folded=True,
+            )
+        )  # fmt: skip
+        uow.commit()
+    migrate.downgrade(h.url, "0005")  # allowed: every gift has its legs
+    migrate.upgrade(h.url)
+    row = _gift_row(h, legacy)
+    assert (row.ledger_creator_amount, row.ledger_platform_amount) == (180, 20)
+    assert (row.creator_amount, row.platform_amount) == (170, 30)  # the receipt's split is kept
+    assert (row.creator_folded, row.platform_folded) == (True, True)
+    _clean(h)
+    engine = h.services.engine
+    assert engine is not None
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # no default left to fill a forgotten flag
+        conn.execute(
+            text(
+                "INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,"
+                " platform_amount, creator_bps, status, request_hash, created_at, ledger_creator_amount,"
+                " ledger_platform_amount) VALUES ('x', :a, :b, '0x', '0x', 10, 7, 3, 7000, 'posted', 'h',"
+                " CURRENT_TIMESTAMP, 7, 3)"
+            ),
+            {"a": alice, "b": bob},
+        )
+
+
+def test_the_unfolded_gift_reads_can_use_their_partial_index(own_db: LedgerHarness) -> None:
+    """The readers' predicate must be the partial index's own (`NOT platform_folded`), or the
+    database cannot use the index and every platform-revenue read scans all gifts ever."""
+    h = own_db
+    engine = h.services.engine
+    assert engine is not None
+    query = select(func.sum(Gift.ledger_platform_amount)).where(_PLATFORM_UNFOLDED)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            sql = str(query.compile(dialect=postgresql.dialect()))
+            conn.execute(text("SET enable_seqscan = off"))  # only an unusable index loses to this
+            plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+        else:
+            sql = str(query.compile(dialect=conn.dialect))
+            plan = "\n".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    assert "ix_gifts_platform_unfolded" in plan, plan
+
+
+def test_an_epoch_close_locks_adjusted_creators_before_a_fold_can_deadlock_it(own_db: LedgerHarness) -> None:
+    """Lock order "account rows, then gift rows": the close locks the creators it will adjust
+    before it writes any gift row, so a withdrawal's fold of one of them (creator row, then its
+    gift rows) waits for the close instead of deadlocking with it."""
+    h = own_db
+    u, c1, c2 = h.user(10_000), h.creator(), h.creator()
+    g1, g2 = h.uid("g"), h.uid("g")
+    h.services.gifts.post(PostGift(g1, u, c1, 1_000))
+    h.services.gifts.post(PostGift(g2, u, c2, 1_000))
+    uowf = h.services.uow
+    first_done, fold_started = threading.Event(), threading.Event()
+    errors: dict[str, BaseException] = {}
+
+    def epoch_close() -> None:  # what EpochService._apply_plan does, with two negative adjustments
+        try:
+            with uowf.write() as uow:
+                s = uow.session
+                lock_adjusted_accounts(uow, [_credit(c1, -10), _credit(c2, -10)])
+                for g in s.scalars(select(Gift).where(Gift.id.in_([g1, g2]))).all():
+                    g.creator_amount, g.platform_amount = g.creator_amount - 10, g.platform_amount + 10
+                now = datetime.now(UTC)
+                post_adjustment(uow, 999, c1, -10, now)  # flushes the gift rows
+                first_done.set()
+                fold_started.wait(10)
+                post_adjustment(uow, 999, c2, -10, now)
+                uow.commit()
+        except BaseException as exc:
+            errors["close"] = exc
+
+    def withdrawal_fold() -> None:
+        first_done.wait(10)
+        try:
+            fold_started.set()  # it will now wait for c2's row, which the close holds
+            with uowf.write() as uow:
+                uow.accounts.lock(c2)
+                uow.ledger.fold(lg.earnings(c2))
+                uow.commit()
+        except BaseException as exc:
+            errors["fold"] = exc
+
+    threads = [threading.Thread(target=epoch_close), threading.Thread(target=withdrawal_fold)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == {}
+    assert h.services.accounts.get(c2).balances.earnings == 700 - 10
+    _clean(h)
+
+
+def _credit(creator_id: str, adjustment: int) -> CreatorCredit:
+    return CreatorCredit(
+        creator_id=creator_id, creator_key="0x" + "00" * 32, gross=1_000, ledger_credit=700,
+        chain_credit=700 + adjustment,
+    )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_platform_revenue_is_read_in_one_statement_so_a_concurrent_fold_is_never_half_seen(
+    own_db: LedgerHarness,
+) -> None:
+    h = own_db
+    engine = h.services.engine
+    assert engine is not None
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite readers see one snapshot per transaction anyway")
+    u, c = h.user(1_000), h.creator()
+    h.services.gifts.post(PostGift(h.uid("g"), u, c, 1_000))
+    uowf = h.services.uow
+    with uowf.read() as uow:
+        expected = uow.ledger.system_balance(lg.PLATFORM_REVENUE)
+    fired: list[int] = []
+
+    def fold_right_after(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "system_balances" in statement and "UPDATE" not in statement and not fired:
+            fired.append(1)  # a fold commits between this statement and any next one
+            with uowf.write() as w:
+                w.ledger.fold(lg.PLATFORM_REVENUE)
+                w.commit()
+
+    event.listen(engine, "after_cursor_execute", fold_right_after)
+    try:
+        with uowf.read() as uow:
+            got = uow.ledger.system_balance(lg.PLATFORM_REVENUE)
+    finally:
+        event.remove(engine, "after_cursor_execute", fold_right_after)
+    assert fired
+    assert got == expected == 300

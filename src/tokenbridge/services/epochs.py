@@ -59,6 +59,7 @@ from tokenbridge.domain.epoch import (
     BURN_GAS,
     COMMIT_GAS,
     MINT_GAS,
+    CreatorCredit,
     EpochGift,
     EpochPolicy,
     EpochState,
@@ -321,6 +322,25 @@ def post_adjustment(
         )
 
 
+def lock_adjusted_accounts(uow: SqlUnitOfWork, credits: Sequence[CreatorCredit]) -> None:
+    """Lock the rows `post_adjustment` will lock, before the close writes any gift row.
+
+    Lock order everywhere is "account rows, then gift rows": a fold (a withdrawal request's,
+    the worker's) holds a creator's row and then updates that creator's gift rows. A close
+    that wrote its gift rows (re-split, epoch id) first and locked an adjusted creator's row
+    afterwards would deadlock with it. So: the adjusted creators' rows in id order, then
+    platform revenue's row when a platform -> creator adjustment will debit it."""
+    adjusted = sorted({c.creator_id for c in credits if c.adjustment})
+    if not adjusted:
+        return
+    s = uow.session
+    s.execute(
+        select(Account.id).where(Account.id.in_(adjusted)).order_by(Account.id).with_for_update(key_share=True)
+    ).all()
+    if any(c.adjustment > 0 for c in credits):
+        s.execute(select(SystemBalance.name).where(SystemBalance.name == lg.PLATFORM_REVENUE).with_for_update()).all()
+
+
 # --- the service --------------------------------------------------------------------------------
 
 
@@ -537,6 +557,7 @@ class EpochService:
         self, uow: SqlUnitOfWork, epoch: Epoch, gifts: list[Gift], plan: SettlementPlan, now: datetime
     ) -> None:
         s = uow.session
+        lock_adjusted_accounts(uow, plan.credits)
         resplit: dict[str, Split] = dict(plan.resplit)
         for g in gifts:
             new = resplit.get(g.id)

@@ -145,13 +145,13 @@ class Gift(Base):
             "ix_gifts_creator_unfolded",
             "creator_id",
             postgresql_where=text("NOT creator_folded"),
-            sqlite_where=text("NOT creator_folded"),
+            sqlite_where=text("creator_folded = 0"),
         ),
         Index(
             "ix_gifts_platform_unfolded",
             "platform_folded",
             postgresql_where=text("NOT platform_folded"),
-            sqlite_where=text("NOT platform_folded"),
+            sqlite_where=text("platform_folded = 0"),
         ),
     )
 

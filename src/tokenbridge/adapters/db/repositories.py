@@ -41,8 +41,9 @@ from .models import (
 )
 
 _SIGNED = case((TransferLeg.side == "credit", TransferLeg.amount), else_=-TransferLeg.amount)
-_CREATOR_UNFOLDED = Gift.creator_folded.is_(False)
-_PLATFORM_UNFOLDED = Gift.platform_folded.is_(False)
+# exactly the partial indexes' predicates (`NOT flag` on PostgreSQL, `flag = 0` on SQLite; `IS false` matches neither)
+_CREATOR_UNFOLDED = ~Gift.creator_folded
+_PLATFORM_UNFOLDED = ~Gift.platform_folded
 _JOURNAL_GIFT = Gift.transfer_id.is_(None)  # a gift row that is its own journal entry
 
 
@@ -266,18 +267,21 @@ class Ledger:
         return sorted(names)
 
     def system_balance(self, name: str) -> int:
-        unfolded = (
+        """Cache + unfolded legs (+ unfolded gift credits for platform revenue), in ONE statement
+        so a concurrent fold is seen entirely or not at all."""
+        total = SystemBalance.balance + (
             select(func.coalesce(func.sum(_SIGNED), 0))
             .where(TransferLeg.account == name, TransferLeg.folded.is_(False))
             .scalar_subquery()
         )
-        value = self.s.execute(select(SystemBalance.balance + unfolded).where(SystemBalance.name == name)).scalar()
-        if name != lg.PLATFORM_REVENUE:
-            return int(value or 0)
-        gifts = self.s.execute(
-            select(func.coalesce(func.sum(Gift.ledger_platform_amount), 0)).where(_PLATFORM_UNFOLDED)
-        ).scalar_one()
-        return int(value or 0) + int(gifts)
+        if name == lg.PLATFORM_REVENUE:
+            total = total + (
+                select(func.coalesce(func.sum(Gift.ledger_platform_amount), 0))
+                .where(_PLATFORM_UNFOLDED)
+                .scalar_subquery()
+            )
+        value = self.s.execute(select(total).where(SystemBalance.name == name)).scalar()
+        return int(value or 0)
 
     def balances_from_legs(self) -> dict[str, int]:
         """Every ledger account's balance recomputed from the append-only legs (audit)."""

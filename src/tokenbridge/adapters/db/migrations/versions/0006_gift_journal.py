@@ -32,10 +32,22 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("ledger_platform_amount", sa.BigInteger(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("creator_folded", sa.Boolean(), nullable=False, server_default=sa.true()))
         batch_op.add_column(sa.Column("platform_folded", sa.Boolean(), nullable=False, server_default=sa.true()))
-    # Older gifts: their legs are the journal; the columns only mirror what was posted.
+    # Older gifts: their legs are the journal (the columns mirror what the legs posted, which an
+    # epoch's re-split of the receipt amounts never changed).
     op.execute(
-        "UPDATE gifts SET ledger_creator_amount = gross - platform_amount, ledger_platform_amount = platform_amount"
+        "UPDATE gifts SET"
+        " ledger_creator_amount = COALESCE((SELECT SUM(l.amount) FROM transfer_legs AS l"
+        "   WHERE l.transfer_id = gifts.transfer_id AND l.side = 'credit' AND l.account LIKE 'creator:%'), 0),"
+        " ledger_platform_amount = COALESCE((SELECT SUM(l.amount) FROM transfer_legs AS l"
+        "   WHERE l.transfer_id = gifts.transfer_id AND l.side = 'credit' AND l.account = 'platform:revenue'), 0)"
     )
+    # The defaults only served the rows above: a future insert that forgot a flag must fail,
+    # not have its credits silently treated as folded.
+    with op.batch_alter_table("gifts", schema=None) as batch_op:
+        for column in ("ledger_creator_amount", "ledger_platform_amount"):
+            batch_op.alter_column(column, existing_type=sa.BigInteger(), server_default=None)
+        for column in ("creator_folded", "platform_folded"):
+            batch_op.alter_column(column, existing_type=sa.Boolean(), server_default=None)
     with op.batch_alter_table("gifts", schema=None) as batch_op:
         batch_op.create_check_constraint(
             "ledger_balanced",
@@ -47,14 +59,14 @@ def upgrade() -> None:
             ["creator_id"],
             unique=False,
             postgresql_where=sa.text("NOT creator_folded"),
-            sqlite_where=sa.text("NOT creator_folded"),
+            sqlite_where=sa.text("creator_folded = 0"),
         )
         batch_op.create_index(
             "ix_gifts_platform_unfolded",
             ["platform_folded"],
             unique=False,
             postgresql_where=sa.text("NOT platform_folded"),
-            sqlite_where=sa.text("NOT platform_folded"),
+            sqlite_where=sa.text("platform_folded = 0"),
         )
 
 
