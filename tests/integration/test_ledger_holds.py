@@ -140,3 +140,13 @@ def test_reserves_racing_in_processes_never_overdraw_earnings(postgres_db_url: s
         _check_after_race(harness, bob, [o for r in results for o in r])
     finally:
         harness.close()
+
+
+def test_a_withdrawals_hold_cannot_be_posted_or_voided_here(ledger: LedgerHarness) -> None:
+    """Withdrawal holds are booked with their payout (which also counts the creator's booked
+    payouts); posting one by hand would make the API's credit snapshot overstate withdrawable."""
+    from tokenbridge.domain.errors import InvalidInput
+
+    for finish in (_holds(ledger).post, _holds(ledger).void):
+        with pytest.raises(InvalidInput, match="belongs to a withdrawal"):
+            finish("withdrawal:1")

@@ -28,7 +28,7 @@ from tokenbridge.adapters.db.models import Hold, OutboxItem, Transfer
 from tokenbridge.adapters.db.models_settlement import CreatorPayoutTotal
 from tokenbridge.adapters.db.withdrawal_ledger import HoldFinish, WithdrawalLedger
 from tokenbridge.config import load_settings
-from tokenbridge.domain.errors import ExceedsWithdrawable, IllegalTransition
+from tokenbridge.domain.errors import ChainError, ExceedsWithdrawable, IllegalTransition, SignatureExpired
 from tokenbridge.domain.txstate import TxState
 from tokenbridge.domain.withdrawal import MAX_PAYOUT_BATCH, WalletLinkMessage, WithdrawalMessage
 from tokenbridge.services.ledger import LedgerService
@@ -408,3 +408,34 @@ def test_the_same_request_sent_concurrently_is_placed_once(rig: Rig) -> None:
     assert (accepted, refused) == (8, [])  # one created, seven replays of it
     assert rig.balances(bob) == (6_300, 700)
     rig.audit()
+
+
+def _node_down(key: bytes) -> tuple[int, int]:
+    raise ChainError("creditOf: node unreachable")
+
+
+def _signed_at(rig: Rig, creator_id: str, amount: int, deadline: int) -> RequestWithdrawal:
+    wid, to = rig.h.uid("w"), Account.create().address
+    typed = WithdrawalMessage(wid, rig.key_hex(creator_id), to, amount, deadline).typed_data(CHAIN_ID, VAULT)
+    return RequestWithdrawal(wid, creator_id, to, amount, deadline, sign_typed(rig.wallets[creator_id], typed))
+
+
+def test_a_replay_is_answered_without_the_node(rig: Rig) -> None:
+    bob = rig.creator(7_000)
+    rig.vault.credits[rig.key(bob)] = (7_000, 0)
+    cmd = _signed_at(rig, bob, 1_000, int(time.time()) + 600)
+    first, created = rig.svc.request(cmd)
+    assert created
+    rig.svc.credits.invalidate()  # the snapshot expired ...
+    rig.svc.credits._read = _node_down  # ... and the node is unreachable
+    again, created = rig.svc.request(cmd)
+    assert (again.id, again.payout_id, created) == (first.id, first.payout_id, False)
+
+
+def test_a_client_mistake_is_refused_without_the_node(rig: Rig) -> None:
+    bob = rig.creator(7_000)
+    rig.svc.credits._read = _node_down
+    with pytest.raises(SignatureExpired):
+        rig.svc.request(_signed_at(rig, bob, 1_000, int(time.time()) - 10))
+    with pytest.raises(ChainError):  # the amount check itself does need the chain: a clear 502
+        rig.svc.request(_signed_at(rig, bob, 1_000, int(time.time()) + 600))

@@ -17,6 +17,8 @@ from tokenbridge.domain.money import validate_amount
 from tokenbridge.services._common import Clock, retry_on_race, utc_clock
 from tokenbridge.services.views import HoldStateName, HoldView
 
+WITHDRAWAL_HOLD_PREFIX = "withdrawal:"  # `withdrawal:<payout id>`, placed and booked by WithdrawalService
+
 
 def _view(row: Hold) -> HoldView:
     state: HoldStateName = lg.HoldState(row.state).value
@@ -86,6 +88,10 @@ class HoldService:
             return _view(row)
 
     def _finish(self, hold_id: str, to: lg.HoldState) -> HoldView:
+        if hold_id.startswith(WITHDRAWAL_HOLD_PREFIX):
+            # A withdrawal's hold is booked with its payout (`WithdrawalLedger.finish_holds`), which
+            # also counts it in the creator's booked payouts that the API's credit snapshot relies on.
+            raise InvalidInput(f"hold {hold_id} belongs to a withdrawal: the worker books it with its payout")
         with self._uow.write() as uow:
             peek = uow.holds.get(hold_id)
             if peek is None:

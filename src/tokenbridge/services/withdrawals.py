@@ -493,10 +493,11 @@ class WithdrawalService:
             {"creator": creator_id, "to": to, "amount": amount, "deadline": deadline, "signature": signature}
         )
         w = _Request(withdrawal_id, creator_id, to, amount, deadline, signature, req_hash)
+        # No chain read up front: a replay, an expired deadline, a bad signature ... answer from the
+        # database even with the node down. Without a snapshot, `_request_once` raises `_StaleCredit`
+        # only once it reaches the amount check, and the chain is read then.
         credit = self.credits.get(creator_id)
-        fresh = credit is None
-        if credit is None:
-            credit = self._refresh_credit(creator_id)
+        fresh = False
         for _ in range(3):
             try:
                 return retry_on_race(partial(self._request_once, w, credit, recheck=not fresh))
