@@ -1,6 +1,6 @@
 """`tokenbridge serve`: the HTTP API under uvicorn.
 
-Uvicorn runs the app *factory* (`create_app_from_env`), so every worker process builds its
+Uvicorn runs the app *factory* (`create_served_app`), so every worker process builds its
 own services and database pool; several workers (and several hosts) share one PostgreSQL
 database. With `--workers > 1`, Prometheus metrics are aggregated across workers through
 a multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, a temporary one unless set).
@@ -18,7 +18,7 @@ import typer
 from tokenbridge.config import Settings, load_settings
 from tokenbridge.domain.errors import ConfigurationError, TokenbridgeError
 
-APP_FACTORY = "tokenbridge.entrypoints.api.app:create_app_from_env"
+APP_FACTORY = "tokenbridge.entrypoints.api.app:create_served_app"
 
 
 def serve(

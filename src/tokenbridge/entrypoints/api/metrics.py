@@ -49,11 +49,27 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def gift(self, result: str, code: str = "") -> None:
-        self.gifts.labels(result, code).inc()
+        # Label children by label values: `labels()` locks and validates on every call, a dict
+        # lookup does not (a few µs per request on the hot path). The label sets are bounded
+        # (route templates, not raw paths; problem codes).
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def gift(self, result: str, code: str = "", n: int = 1) -> None:
+        self._child(self.gifts, result, code).inc(n)
 
     def webhook(self, result: str, code: str = "") -> None:
-        self.webhooks.labels(result, code).inc()
+        self._child(self.webhooks, result, code).inc()
+
+    def request(self, method: str, template: str, status: int, seconds: float) -> None:
+        self._child(self.requests, method, template, str(status)).inc()
+        self._child(self.latency, method, template).observe(seconds)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -88,6 +104,4 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
-            method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.metrics.request(scope["method"], template, status, time.perf_counter() - start)

@@ -92,8 +92,8 @@ def _format_validation_errors(errors: Any) -> str:
     return "; ".join(parts) or "request does not match the schema"
 
 
-async def _tokenbridge_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TokenbridgeError)
+def error_response(exc: TokenbridgeError) -> Response:
+    """The answer to a `TokenbridgeError` (what the app's handler sends; the gift fast path calls it)."""
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc.detail)
         # a chain or driver message may quote an RPC URL (with its API key) or SQL: keep it in the log
@@ -103,9 +103,24 @@ async def _tokenbridge_error(_: Request, exc: Exception) -> Response:
     return problem(exc.status, exc.code, exc.title, exc.detail, headers)
 
 
+def validation_response(errors: Any) -> Response:
+    """The 422 for request validation errors (FastAPI's, or the same shape from the gift fast path)."""
+    return problem(422, "invalid-input", "Invalid input", _format_validation_errors(errors))
+
+
+def unreadable_body_response() -> Response:
+    """FastAPI's "error parsing the body" (a 400 there) is a malformed input: a 422."""
+    return problem(422, "invalid-input", "Invalid input", "the request body is not valid JSON")
+
+
+async def _tokenbridge_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TokenbridgeError)
+    return error_response(exc)
+
+
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return problem(422, "invalid-input", "Invalid input", _format_validation_errors(exc.errors()))
+    return validation_response(exc.errors())
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -125,7 +140,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 400:  # FastAPI's "error parsing the body": malformed input is a 422
-        return problem(422, "invalid-input", "Invalid input", "the request body is not valid JSON")
+        return unreadable_body_response()
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
     elif exc.status_code == 405:

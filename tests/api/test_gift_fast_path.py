@@ -1,0 +1,297 @@
+"""The served gift routes (`GiftFastPath`) answer exactly like the declared FastAPI routes.
+
+`create_app(fast_path=False)` serves POST /v1/gifts and /v1/gifts/batch through FastAPI
+(dependencies, body validation, exception handlers): the reference. Every request below,
+good or bad, goes to both apps over the same services and database; status, problem
+headers and bodies must be byte-identical (receipts of new gifts differ only in the ids
+the test chose for each app).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tokenbridge.entrypoints.api.app import create_app
+from tokenbridge.entrypoints.api.fast_gifts import GiftFastPath
+from tokenbridge.entrypoints.api.routes.gifts import receipt_json
+from tokenbridge.entrypoints.api.schemas import GiftBatchOut, GiftReceiptOut
+from tokenbridge.services.views import GiftReceipt
+
+from .conftest import Api, TestClient, auth, uid
+
+
+@pytest.fixture(scope="module")
+def reference(api: Api) -> Iterator[TestClient]:
+    """The same services behind FastAPI's own request handling."""
+    app = create_app(api.services, fast_path=False)
+    assert not any(m.cls is GiftFastPath for m in app.user_middleware)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_the_served_app_has_the_fast_path(api: Api) -> None:
+    app: Any = api.client.app
+    assert any(m.cls is GiftFastPath for m in app.user_middleware)
+
+
+@pytest.fixture(scope="module")
+def people(api: Api) -> dict[str, str]:
+    user, other, creator = uid("u"), uid("u"), uid("c")
+    api.open(user, "user")
+    api.open(other, "user")
+    api.open(creator, "creator")
+    api.fund(user, 10**12)
+    api.fund(other, 10**12)
+    return {"user": user, "other": other, "creator": creator, "bound": api.bound_key(user)}
+
+
+def _same(a: Any, b: Any, what: str) -> None:
+    assert a.status_code == b.status_code, (what, a.status_code, a.text, b.status_code, b.text)
+    for header in ("content-type", "www-authenticate", "allow"):
+        assert a.headers.get(header) == b.headers.get(header), (what, header)
+    assert a.content == b.content, (what, a.text, b.text)
+
+
+def _both(api: Api, reference: TestClient, what: str, path: str, **kw: Any) -> Any:
+    fast = api.client.post(path, **kw)
+    slow = reference.post(path, **kw)
+    _same(fast, slow, what)
+    return fast
+
+
+def _bodies(people: dict[str, str]) -> list[tuple[str, bytes]]:
+    """Bodies that never create a gift (each is refused before or by the ledger)."""
+    user, creator = people["user"], people["creator"]
+
+    def gift(**over: Any) -> dict[str, Any]:
+        return {"id": uid("g"), "from": user, "to": creator, "amount": 10} | over
+
+    def drop(field: str) -> dict[str, Any]:
+        body = gift()
+        del body[field]
+        return body
+
+    cases: list[tuple[str, Any]] = [
+        ("empty", b""),
+        ("open brace", b"{"),
+        ("not json", b"not json"),
+        ("list", b"[]"),
+        ("null", b"null"),
+        ("number", b"5"),
+        ("truncated", b'{"id": "x"'),
+        ("invalid utf-8", b'{"id": "\xff\xfe"}'),
+        ("utf-16", '{"id": "x"}'.encode("utf-16")),
+        ("NaN amount", f'{{"id": "g1", "from": "{user}", "to": "{creator}", "amount": NaN}}'.encode()),
+        ("duplicate keys", f'{{"id": "g1", "from": "{user}", "to": "{creator}", "amount": 1, "amount": 0}}'.encode()),
+        ("extra field", gift(note="hi")),
+        ("field name for alias", {k if k != "from" else "sender": v for k, v in gift(amount=10**15).items()}),
+        ("zero", gift(amount=0)),
+        ("negative", gift(amount=-1)),
+        ("2**63", gift(amount=2**63)),
+        ("far beyond", gift(amount=2**64 + 5)),
+        ("float", gift(amount=1.0)),
+        ("string amount", gift(amount="100")),
+        ("bool amount", gift(amount=True)),
+        ("null amount", gift(amount=None)),
+        ("list amount", gift(amount=[1])),
+        ("id too long", gift(id="g" * 129)),
+        ("id bad char", gift(id="a/b")),
+        ("id leading dot", gift(id=".hidden")),
+        ("id not a string", gift(id=5)),
+        ("everything wrong", {"id": "", "from": 1, "to": None, "amount": "x", "zzz": 1}),
+        ("unknown creator", gift(to=uid("ghost"))),
+        ("unknown sender", gift(**{"from": uid("ghost")})),
+        ("sender is a creator", gift(**{"from": creator})),
+        ("insufficient", gift(amount=10**15)),
+        ("largest amount", gift(amount=2**63 - 1)),
+        *((f"missing {f}", drop(f)) for f in ("id", "from", "to", "amount")),
+    ]
+    return [(what, body if isinstance(body, bytes) else json.dumps(body).encode()) for what, body in cases]
+
+
+CONTENT_TYPES = [
+    None,
+    "application/json",
+    "application/json; charset=utf-8",
+    "APPLICATION/JSON",
+    "application/merge-patch+json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "",
+]
+
+
+def test_bad_gift_requests_answer_alike(api: Api, reference: TestClient, people: dict[str, str]) -> None:
+    before = api.coins(people["user"])
+    for what, body in _bodies(people):
+        for content_type in CONTENT_TYPES:
+            headers = auth(api.app_key) | ({"Content-Type": content_type} if content_type is not None else {})
+            _both(api, reference, f"{what} / {content_type}", "/v1/gifts", content=body, headers=headers)
+            batch = b'{"gifts": [' + body + b"]}" if body else b'{"gifts": []}'
+            _both(api, reference, f"batch {what} / {content_type}", "/v1/gifts/batch", content=batch, headers=headers)
+    assert api.coins(people["user"]) == before
+
+
+def _gift(people: dict[str, str], **over: Any) -> dict[str, Any]:
+    return {"id": uid("g"), "from": people["user"], "to": people["creator"], "amount": 10} | over
+
+
+@pytest.mark.parametrize(
+    ("what", "header"),
+    [
+        ("none", None),
+        ("empty", ""),
+        ("scheme only", "Bearer"),
+        ("scheme and space", "Bearer "),
+        ("basic", "Basic dXNlcjpwYXNz"),
+        ("unknown key", "Bearer tb_nosuchkey"),
+        ("not a key", "Bearer x"),
+        ("huge key", "Bearer " + "k" * 600),
+        ("lower-case scheme with bad key", "bearer tb_nosuchkey"),
+        ("tab separated", "Bearer\ttb_nosuchkey"),
+        ("non-ascii", "Bearer tb_é"),
+    ],
+)
+def test_authentication_failures_answer_alike(
+    api: Api, reference: TestClient, people: dict[str, str], what: str, header: str | None
+) -> None:
+    headers: dict[str, Any] = {"Authorization": header.encode()} if header is not None else {}  # bytes: UTF-8 too
+    for body in (_gift(people), {"id": 1}, b"{"):
+        kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
+        kw["headers"] = headers | {"Content-Type": "application/json"}
+        r = _both(api, reference, f"{what} {body!r}", "/v1/gifts", **kw)
+        assert r.status_code in (401, 422), r.text
+        batch = {"gifts": [body]} if not isinstance(body, bytes) else None
+        _both(
+            api,
+            reference,
+            f"batch {what} {body!r}",
+            "/v1/gifts/batch",
+            **({"json": batch} if batch else {"content": body}),
+            headers=headers | {"Content-Type": "application/json"},
+        )
+
+
+@pytest.mark.parametrize("query", ["x=1", "a", "a=1&b=2", "&", "=", "limit=5", "amount=1&amount=2"])
+def test_query_parameters_answer_alike(api: Api, reference: TestClient, people: dict[str, str], query: str) -> None:
+    for headers in ({}, auth(api.app_key)):
+        for path in ("/v1/gifts", "/v1/gifts/batch"):
+            body = _gift(people, amount=10**15)  # refused by the ledger if it ever got that far
+            payload = body if path == "/v1/gifts" else {"gifts": [body]}
+            _both(api, reference, f"{path}?{query}", f"{path}?{query}", json=payload, headers=headers)
+            _both(api, reference, f"{path}?{query} bad", f"{path}?{query}", content=b"{", headers=headers)
+
+
+def test_bound_keys_answer_alike(api: Api, reference: TestClient, people: dict[str, str]) -> None:
+    bound = auth(people["bound"])
+    other = _gift(people, **{"from": people["other"]})
+    r = _both(api, reference, "bound key, other sender", "/v1/gifts", json=other, headers=bound)
+    assert r.status_code == 403
+    r = _both(api, reference, "bound batch", "/v1/gifts/batch", json={"gifts": [_gift(people), other]}, headers=bound)
+    assert r.status_code == 403
+
+
+def test_created_replayed_and_conflicting_gifts_answer_alike(
+    api: Api, reference: TestClient, people: dict[str, str]
+) -> None:
+    for key in (api.app_key, api.admin_key, people["bound"]):
+        fast_gift, slow_gift = _gift(people), _gift(people)
+        fast = api.client.post("/v1/gifts", json=fast_gift, headers=auth(key))
+        slow = reference.post("/v1/gifts", json=slow_gift, headers=auth(key))
+        assert (fast.status_code, slow.status_code) == (201, 201), (fast.text, slow.text)
+        assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+        a, b = fast.json(), slow.json()
+        assert a.keys() == b.keys()
+        assert list(a) == list(b)
+        for field in ("id", "created_at"):
+            a.pop(field), b.pop(field)
+        assert a == b
+        # a replay and a conflict answer the same bytes from both apps, whichever app created the gift
+        for gift in (fast_gift, slow_gift):
+            replay = _both(api, reference, "replay", "/v1/gifts", json=gift, headers=auth(key))
+            assert replay.status_code == 200
+            assert replay.json() == api.client.get(f"/v1/gifts/{gift['id']}", headers=auth(key)).json()
+            conflict = _both(api, reference, "conflict", "/v1/gifts", json=gift | {"amount": 11}, headers=auth(key))
+            assert conflict.status_code == 409
+        # a batch of replays and refusals (nothing new): identical answers
+        items = [fast_gift, slow_gift, fast_gift | {"amount": 12}, _gift(people, to=uid("ghost"))]
+        r = _both(api, reference, "batch", "/v1/gifts/batch", json={"gifts": items}, headers=auth(key))
+        assert [x["status"] for x in r.json()["results"]] == [200, 200, 409, 404]
+
+
+def test_receipt_json_is_what_the_model_writes() -> None:
+    base = GiftReceipt(
+        "g-1", "alice", "bob", "0x" + "ab" * 32, "0x" + "cd" * 32, "0x" + "ef" * 32, 1000, 700, 300, 7000,
+        "posted", None, datetime(2026, 11, 26, 5, 41, 12, 625944, tzinfo=UTC),
+    )  # fmt: skip
+    variants = [
+        base,
+        GiftReceipt(**{**_fields(base), "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}),
+        GiftReceipt(**{**_fields(base), "created_at": datetime(2026, 1, 2, 3, 4, 5, 7)}),  # naive (SQLite)
+        GiftReceipt(**{**_fields(base), "created_at": datetime(2026, 1, 2, 3, 4, 5, 7, timezone(timedelta(hours=2)))}),
+        GiftReceipt(**{**_fields(base), "status": "settled", "epoch_id": 42, "gross": 2**63 - 1}),
+        GiftReceipt(**{**_fields(base), "id": 'quote"back\\slash\u00e9\u2028'}),
+    ]
+    from pydantic_core import to_json
+
+    for r in variants:
+        for key_account in (None, "alice", "bob"):
+            model = GiftReceiptOut.trusted(r, with_salt=key_account in (None, r.sender_id))
+            assert to_json(receipt_json(r, key_account)) == model.model_dump_json().encode()
+    batch = {"results": [{"status": 201, "receipt": receipt_json(base, None), "problem": None}]}
+    batch |= {"created": 1, "replayed": 0, "failed": 0}
+    assert to_json(batch) == GiftBatchOut.model_validate(batch).model_dump_json().encode()
+
+
+def _fields(r: GiftReceipt) -> dict[str, Any]:
+    return {f: getattr(r, f) for f in r.__dataclass_fields__}
+
+
+def test_fast_path_requests_are_counted_under_the_route_template(api: Api, people: dict[str, str]) -> None:
+    def count(route: str, status: str) -> float:
+        text = api.client.get("/metrics").text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "tokenbridge_http_requests_total"
+            and s.labels.get("route") == route
+            and s.labels.get("status") == status
+            and s.labels.get("method") == "POST"
+        )
+
+    before = (count("/v1/gifts", "201"), count("/v1/gifts", "422"), count("/v1/gifts/batch", "200"))
+    assert api.client.post("/v1/gifts", json=_gift(people), headers=auth(api.app_key)).status_code == 201
+    assert api.client.post("/v1/gifts", content=b"{", headers=auth(api.app_key)).status_code == 422
+    r = api.client.post("/v1/gifts/batch", json={"gifts": [_gift(people)]}, headers=auth(api.app_key))
+    assert r.status_code == 200
+    after = (count("/v1/gifts", "201"), count("/v1/gifts", "422"), count("/v1/gifts/batch", "200"))
+    assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_other_methods_and_paths_are_left_to_the_router(api: Api, reference: TestClient) -> None:
+    for method, path in [
+        ("DELETE", "/v1/gifts"),
+        ("PUT", "/v1/gifts/batch"),
+        ("POST", "/v1/gifts/"),
+        ("GET", "/v1/gifts/batch"),
+    ]:
+        fast = api.client.request(method, path, json={}, headers=auth(api.app_key), follow_redirects=False)
+        slow = reference.request(method, path, json={}, headers=auth(api.app_key), follow_redirects=False)
+        _same(fast, slow, f"{method} {path}")
+
+
+def test_a_key_revoked_in_this_process_stops_posting_gifts_at_once(api: Api, people: dict[str, str]) -> None:
+    info, key = api.services.api_keys.create("app")
+    assert api.client.post("/v1/gifts", json=_gift(people), headers=auth(key)).status_code == 201  # now cached
+    api.services.api_keys.revoke(info.id)
+    for path, body in (("/v1/gifts", _gift(people)), ("/v1/gifts/batch", {"gifts": [_gift(people)]})):
+        r = api.client.post(path, json=body, headers=auth(key))
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == "Bearer"
