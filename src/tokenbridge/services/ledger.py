@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from tokenbridge.adapters.db.models import Account, PaymentEvent
 from tokenbridge.adapters.db.uow import UnitOfWorkFactory
 from tokenbridge.domain import ledger as lg
+from tokenbridge.services.deposits import SUSPENSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class LedgerTotals:
     earnings: int
     held: int
     platform_revenue: int
+    suspense: int  # deposits from unknown keys, owed to someone not yet identified (a liability)
     debt: int  # outstanding, >= 0
     external_payments: int
     external_chain: int
@@ -31,7 +33,8 @@ class LedgerTotals:
 
     @property
     def liabilities(self) -> int:
-        return self.coins + self.earnings + self.held + self.platform_revenue
+        """What the vault must hold, as reconcile counts it."""
+        return self.coins + self.earnings + self.held + self.platform_revenue + self.suspense
 
 
 class LedgerService:
@@ -92,6 +95,7 @@ class LedgerService:
                 earnings=earnings,
                 held=held,
                 platform_revenue=system[lg.PLATFORM_REVENUE],
+                suspense=from_legs.get(SUSPENSE, 0),
                 debt=debt,
                 external_payments=system[lg.EXTERNAL_PAYMENTS],
                 external_chain=system[lg.EXTERNAL_CHAIN],
