@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from support_ledger import LedgerHarness
 from tokenbridge.domain.errors import (
     AccountRestricted,
@@ -201,4 +203,41 @@ def test_single_posts_racing_on_one_id_answer_one_created_and_replays(ledger: Le
             results = list(pool.map(run, range(8)))
         assert sorted(r[1] for r in results if isinstance(r, tuple)) == [False] * 7 + [True]
     assert ledger.services.accounts.get(alice).balances.coins == 10_000 - 5 * 10
+    _check_ledger(ledger)
+
+
+def test_a_sender_spent_between_the_optimistic_read_and_the_write_is_decided_again_under_the_lock(
+    ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL decides a call on the senders' rows as read, then debits them only if every rule
+    still holds. Here another posting spends the sender's coins right after that read: the debit's
+    check fails, nothing of the first attempt stays, and the call is decided again with the row
+    locked -- so exactly what the balance allows is accepted."""
+    from tokenbridge.adapters.db.gift_ledger import GiftLedger
+
+    if ledger.services.engine is None or ledger.services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite decides every call under the database's write lock")
+    alice, bob = ledger.user(100), ledger.creator()
+    spender = ledger.uid("spend")
+    original = GiftLedger.context
+    calls: list[bool] = []
+
+    def context_then_spend(self: GiftLedger, *args: object, lock: bool = True) -> object:
+        ctx = original(self, *args, lock=lock)  # type: ignore[arg-type]
+        calls.append(lock)
+        if not lock and len(calls) == 1:  # another writer takes 80 of alice's 100 now
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(ledger.services.gifts.post, PostGift(spender, alice, bob, 80)).result()
+        return ctx
+
+    monkeypatch.setattr(GiftLedger, "context", context_then_spend)
+    ids = [ledger.uid("g") for _ in range(3)]
+    results = ledger.services.gifts.post_batch([PostGift(i, alice, bob, 10) for i in ids])
+    assert calls[0] is False  # optimistic first
+    assert True in calls[1:]  # then under the lock, after the failed check
+    assert [_created(r).id for r in results[:2]] == ids[:2]  # 20 left: two of 10 fit
+    assert isinstance(results[2], InsufficientFunds)
+    assert ledger.services.accounts.get(alice).balances.coins == 0
+    with ledger.services.uow.read() as uow:  # the first attempt's gift rows were rolled back
+        assert {g for g in ids if uow.gifts.get(g) is not None} == set(ids[:2])
     _check_ledger(ledger)

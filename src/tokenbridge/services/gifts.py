@@ -15,6 +15,7 @@ from tokenbridge.adapters.db.gift_ledger import (
     CreatorRow,
     ExistingGift,
     NewGift,
+    SenderDebit,
     SenderRow,
     SenderUpdate,
     check_json_safe,
@@ -78,6 +79,10 @@ def _update(row: SenderRow, after: SenderState, day: str) -> SenderUpdate:
     return SenderUpdate(row.id, after.coins, after.gifted_today, recharged, day)
 
 
+class _SenderChanged(Exception):
+    """A sender's row no longer satisfies what the optimistic decision read."""
+
+
 class GiftService:
     def __init__(
         self, uow: UnitOfWorkFactory, rate: RateProvider, limits: DailyLimits, clock: Clock = utc_clock
@@ -90,7 +95,7 @@ class GiftService:
     def post(self, cmd: PostGift) -> tuple[GiftReceipt, bool]:
         """Post one gift atomically; a replay with the same body returns the first receipt."""
         req = validate_gift(cmd.id, cmd.sender_id, cmd.creator_id, cmd.amount)
-        outcome = retry_on_race(lambda: self._post_many([(0, req, gift_request_hash(req))]))[0]
+        outcome = self._post_all([(0, req, gift_request_hash(req))])[0]
         if isinstance(outcome, TokenbridgeError):
             raise outcome
         return outcome
@@ -114,7 +119,7 @@ class GiftService:
             except TokenbridgeError as exc:
                 results[i] = exc
         if valid:
-            for i, outcome in retry_on_race(lambda: self._post_many(valid)).items():
+            for i, outcome in self._post_all(valid).items():
                 results[i] = outcome
         out: list[Outcome] = []
         for r in results:
@@ -133,15 +138,26 @@ class GiftService:
             daily_limit=self._limits.gift_limit(row.is_minor),
         )
 
-    def _post_many(self, items: list[tuple[int, GiftRequest, str]]) -> dict[int, Outcome]:
+    def _post_all(self, items: list[tuple[int, GiftRequest, str]]) -> dict[int, Outcome]:
+        """Optimistically first (PostgreSQL): decide on the senders' rows as read, then write and
+        debit with every rule re-checked on the rows (`GiftLedger.append_checked`); if a sender's
+        row changed so that a rule fails, decide again with the rows locked."""
+        try:
+            return retry_on_race(lambda: self._post_many(items, lock=False))
+        except _SenderChanged:
+            return retry_on_race(lambda: self._post_many(items, lock=True))
+
+    def _post_many(self, items: list[tuple[int, GiftRequest, str]], *, lock: bool) -> dict[int, Outcome]:
         decided: dict[int, Outcome] = {}
         bps = self._rate.creator_bps()
         with self._uow.write() as uow:
             gl = uow.gift_ledger
+            optimistic = not lock and gl.optimistic
             ctx = gl.context(
                 (req.sender_id for _, req, _ in items),
                 (req.creator_id for _, req, _ in items),
                 (req.id for _, req, _ in items),
+                lock=not optimistic,
             )
             now = self._clock()
             day = now.astimezone(UTC).date().isoformat()
@@ -190,7 +206,17 @@ class GiftService:
                 # ids passed `validate_id`; the keys come from the rows: check them once per account
                 keys = [ctx.senders[sid].account_key for sid in states]
                 check_json_safe(*keys, *(c.account_key for c in ctx.creators.values()))
-                gl.append(new, [_update(ctx.senders[sid], st, day) for sid, st in states.items()], now)
+                if optimistic:
+                    debits = [
+                        SenderDebit(
+                            sid, ctx.senders[sid].coins - st.coins, day, st.daily_limit, ctx.senders[sid].is_minor
+                        )
+                        for sid, st in states.items()
+                    ]
+                    if not gl.append_checked(new, debits, now):
+                        raise _SenderChanged  # leaving the unit of work rolls the gifts back
+                else:
+                    gl.append(new, [_update(ctx.senders[sid], st, day) for sid, st in states.items()], now)
                 uow.commit()
         return decided
 

@@ -123,11 +123,26 @@ class SenderUpdate:
     counter_day: str
 
 
+@dataclass(frozen=True, slots=True)
+class SenderDebit:
+    """One sender's total debit in a call and the rule values it was decided under."""
+
+    id: str
+    amount: int
+    day: str
+    daily_limit: int
+    is_minor: bool
+
+
 # --- PostgreSQL statements (psycopg placeholders; prepared on the server) ----------------------
 
 _PG_LOCK_SENDERS = (
     "SELECT id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today, account_key, salt"
     " FROM accounts WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE"
+)
+_PG_READ_SENDERS = (
+    "SELECT id, kind, coins, debt, restricted, is_minor, counter_day, recharged_today, gifted_today, account_key, salt"
+    " FROM accounts WHERE id = ANY(%(ids)s)"
 )
 _PG_CREATORS = "SELECT id, kind, restricted, account_key FROM accounts WHERE id = ANY(%(ids)s)"
 _EXISTING = (
@@ -155,6 +170,34 @@ _PG_APPEND = """
         WHERE a.id = v.i
     )
     SELECT count(*) FROM g
+"""
+
+# The optimistic write (`append_checked`): the gifts first, without any account lock (their
+# foreign-key checks take KEY SHARE locks, which no balance writer conflicts with), then every
+# sender's debit as a relative update that re-checks, on the row as it is now, each rule the
+# decision used: enough coins, no debt, not restricted, the same minor flag (it sets the limit)
+# and the daily limit on the counter rolled to today. A row that fails is not updated; the
+# caller sees fewer ids than senders, rolls back and decides again under the locks.
+_PG_INSERT_GIFTS = """
+    INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
+                       platform_amount, creator_bps, status, request_hash, created_at,
+                       ledger_creator_amount, ledger_platform_amount, creator_folded, platform_folded)
+    SELECT x.i, x.s, x.c, x.sk, x.ck, x.g, x.ca, x.pa, x.b, 'posted', x.h, %(now)s, x.ca, x.pa, false, false
+    FROM json_to_recordset(CAST(%(gifts)s AS json))
+        AS x(i text, s text, c text, sk text, ck text, g bigint, ca bigint, pa bigint, b integer, h text)
+"""
+_PG_LOCK_IDS = "SELECT id FROM accounts WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE"
+_PG_DEBIT_SENDERS = """
+    UPDATE accounts AS a
+    SET coins = a.coins - v.d,
+        gifted_today = (CASE WHEN a.counter_day = v.day THEN a.gifted_today ELSE 0 END) + v.d,
+        recharged_today = CASE WHEN a.counter_day = v.day THEN a.recharged_today ELSE 0 END,
+        counter_day = v.day
+    FROM json_to_recordset(CAST(%(senders)s AS json))
+        AS v(i text, d bigint, day text, lim bigint, minor boolean)
+    WHERE a.id = v.i AND a.coins >= v.d AND a.debt = 0 AND NOT a.restricted AND a.is_minor = v.minor
+      AND (CASE WHEN a.counter_day = v.day THEN a.gifted_today ELSE 0 END) + v.d <= v.lim
+    RETURNING a.id
 """
 
 _SQLITE_LOCK_SENDERS = text(
@@ -239,9 +282,17 @@ class GiftLedger:
         conn = self.s.connection()
         return conn, conn.dialect.name == "postgresql"
 
-    def context(self, sender_ids: Iterable[str], creator_ids: Iterable[str], gift_ids: Iterable[str]) -> GiftContext:
-        """Lock the senders' rows (once each, in id order) and read the creators and the gifts
-        already posted under `gift_ids`."""
+    @property
+    def optimistic(self) -> bool:
+        """Whether `context(lock=False)` + `append_checked` are available (PostgreSQL)."""
+        return self.s.connection().dialect.name == "postgresql"
+
+    def context(
+        self, sender_ids: Iterable[str], creator_ids: Iterable[str], gift_ids: Iterable[str], *, lock: bool = True
+    ) -> GiftContext:
+        """Lock the senders' rows (once each, in id order; `lock=False`, PostgreSQL only: read
+        them as they are, for `append_checked`) and read the creators and the gifts already
+        posted under `gift_ids`."""
         senders = sorted(set(sender_ids))
         creators = sorted(set(creator_ids))
         ids = sorted(set(gift_ids))
@@ -255,7 +306,7 @@ class GiftLedger:
                 raw.cursor() as c2,
                 raw.cursor() as c3,
             ):
-                c1.execute(_PG_LOCK_SENDERS, {"ids": senders}, prepare=True)
+                c1.execute(_PG_LOCK_SENDERS if lock else _PG_READ_SENDERS, {"ids": senders}, prepare=True)
                 c2.execute(_PG_CREATORS, {"ids": creators}, prepare=True)
                 c3.execute(_PG_EXISTING, {"ids": ids}, prepare=True)
                 sender_rows, creator_rows, existing_rows = c1.fetchall(), c2.fetchall(), c3.fetchall()
@@ -331,6 +382,43 @@ class GiftLedger:
                 for u in senders
             ],
         )
+
+    def append_checked(self, gifts: Sequence[NewGift], debits: Sequence[SenderDebit], now: datetime) -> bool:
+        """PostgreSQL, after `context(lock=False)`: write the gifts, then debit each sender only
+        if every rule still holds on its row now. False when a row failed (the caller rolls
+        back and decides again under the locks). The senders' rows are locked only from the
+        debit to the COMMIT, not while the call is decided and its gifts written, so concurrent
+        calls sharing senders overlap instead of queueing."""
+        conn, pg = self._conn()
+        if not pg:  # pragma: no cover - callers check `optimistic`
+            raise UnbalancedPosting("the checked append is PostgreSQL-only")
+        gifts_param = {"now": now, "gifts": gifts_json(gifts)}
+        debit_param = {
+            "senders": "["
+            + ",".join(
+                f'{{"i":"{d.id}","d":{d.amount},"day":"{d.day}","lim":{d.daily_limit},'
+                f'"minor":{"true" if d.is_minor else "false"}}}'
+                for d in debits
+            )
+            + "]"
+        }
+        raw = _dbapi(conn)
+        with (
+            _sqlalchemy_errors(_PG_INSERT_GIFTS, gifts_param),
+            raw.cursor() as c1,
+            raw.cursor() as c2,
+            raw.cursor() as c3,
+        ):
+            with raw.pipeline():  # the three statements in one round trip
+                c1.execute(_PG_INSERT_GIFTS, gifts_param, prepare=True)
+                # the rows in id order first: an UPDATE ... FROM locks in join order, and two
+                # calls sharing senders would deadlock
+                c3.execute(_PG_LOCK_IDS, {"ids": sorted(d.id for d in debits)}, prepare=True)
+                c2.execute(_PG_DEBIT_SENDERS, debit_param, prepare=True)
+            inserted, debited = c1.rowcount, len(c2.fetchall())  # known once the pipeline synced
+        if inserted != len(gifts):  # pragma: no cover - a unique violation raises instead
+            raise UnbalancedPosting(f"wrote {inserted} gifts of {len(gifts)}")
+        return debited == len(debits)
 
 
 def _dbapi(conn: Connection) -> Any:
