@@ -25,19 +25,17 @@ A concurrent first post of the same gift id by another process loses on the prim
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, bindparam, insert, select, text, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from tokenbridge.domain.errors import UnbalancedPosting
 
+from .driver import dbapi, sqlalchemy_errors
 from .models import Account, Gift
 
 
@@ -298,9 +296,9 @@ class GiftLedger:
         ids = sorted(set(gift_ids))
         conn, pg = self._conn()
         if pg:
-            raw = _dbapi(conn)
+            raw = dbapi(conn)
             with (
-                _sqlalchemy_errors(_PG_LOCK_SENDERS, {"ids": senders}),
+                sqlalchemy_errors(_PG_LOCK_SENDERS, {"ids": senders}),
                 raw.pipeline(),
                 raw.cursor() as c1,
                 raw.cursor() as c2,
@@ -338,7 +336,7 @@ class GiftLedger:
         conn, pg = self._conn()
         if pg:
             params = {"now": now, "gifts": gifts_json(gifts), "senders": senders_json(senders)}
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_APPEND, params):
+            with dbapi(conn).cursor() as cur, sqlalchemy_errors(_PG_APPEND, params):
                 row = cur.execute(_PG_APPEND, params, prepare=True).fetchone()
             if row is None or row[0] != len(gifts):  # pragma: no cover - a unique violation raises instead
                 raise UnbalancedPosting(f"wrote {row and row[0]} gifts of {len(gifts)}")
@@ -402,9 +400,9 @@ class GiftLedger:
             )
             + "]"
         }
-        raw = _dbapi(conn)
+        raw = dbapi(conn)
         with (
-            _sqlalchemy_errors(_PG_INSERT_GIFTS, gifts_param),
+            sqlalchemy_errors(_PG_INSERT_GIFTS, gifts_param),
             raw.cursor() as c1,
             raw.cursor() as c2,
             raw.cursor() as c3,
@@ -419,22 +417,3 @@ class GiftLedger:
         if inserted != len(gifts):  # pragma: no cover - a unique violation raises instead
             raise UnbalancedPosting(f"wrote {inserted} gifts of {len(gifts)}")
         return debited == len(debits)
-
-
-def _dbapi(conn: Connection) -> Any:
-    """The psycopg connection under SQLAlchemy's, inside the same transaction."""
-    return conn.connection.dbapi_connection
-
-
-@contextmanager
-def _sqlalchemy_errors(statement: str, params: dict[str, Any]) -> Iterator[None]:
-    """Raise driver errors as SQLAlchemy's, as if the statement had gone through it: a lost
-    unique-id race must be an `sqlalchemy.exc.IntegrityError` for `retry_on_race`."""
-    try:
-        yield
-    except psycopg.IntegrityError as exc:
-        raise sa_exc.IntegrityError(statement, params, exc) from exc
-    except psycopg.OperationalError as exc:
-        raise sa_exc.OperationalError(statement, params, exc) from exc
-    except psycopg.DatabaseError as exc:
-        raise sa_exc.DatabaseError(statement, params, exc) from exc

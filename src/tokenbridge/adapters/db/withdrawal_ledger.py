@@ -36,20 +36,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import psycopg
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.errors import IllegalTransition, UnbalancedPosting
 
+from .driver import dbapi, sqlalchemy_errors
 from .models import Account, Hold, OutboxItem, Transfer, TransferLeg
 from .models_settlement import CreatorPayoutTotal, SettlementCounter, WalletLink
 from .models_settlement import Withdrawal as WithdrawalRow
@@ -258,12 +256,12 @@ class WithdrawalLedger:
             row = conn.execute(_sqlite_context(creator_id, withdrawal_id, day0, day1)).first()
         else:
             params = {"creator": creator_id, "wid": withdrawal_id, "day0": day0, "day1": day1}
-            dbapi = _dbapi(conn)
+            raw = dbapi(conn)
             with (
-                _sqlalchemy_errors(_PG_CONTEXT, params),
-                dbapi.pipeline() as pipeline,
-                dbapi.cursor() as lock,
-                dbapi.cursor() as read,
+                sqlalchemy_errors(_PG_CONTEXT, params),
+                raw.pipeline() as pipeline,
+                raw.cursor() as lock,
+                raw.cursor() as read,
             ):
                 lock.execute(_PG_LOCK, {"creator": creator_id}, prepare=True)
                 read.execute(_PG_CONTEXT, params, prepare=True)
@@ -307,7 +305,7 @@ class WithdrawalLedger:
                 "signer": w.signer,
                 "request_hash": w.request_hash,
             }
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_PLACE, params):
+            with dbapi(conn).cursor() as cur, sqlalchemy_errors(_PG_PLACE, params):
                 row = cur.execute(_PG_PLACE, params, prepare=True).fetchone()
             assert row is not None
             return int(row[0])
@@ -406,10 +404,10 @@ class WithdrawalLedger:
         hold_ids = sorted(by_id)
         # lock order as in every posting path: account rows, then hold rows
         if pg:
-            with _dbapi(conn).cursor() as cur:
-                with _sqlalchemy_errors(_PG_LOCK_CREATORS, {"ids": creators}):
+            with dbapi(conn).cursor() as cur:
+                with sqlalchemy_errors(_PG_LOCK_CREATORS, {"ids": creators}):
                     cur.execute(_PG_LOCK_CREATORS, {"ids": creators})
-                with _sqlalchemy_errors(_PG_LOCK_HOLDS, {"ids": hold_ids}):
+                with sqlalchemy_errors(_PG_LOCK_HOLDS, {"ids": hold_ids}):
                     held_rows = cur.execute(_PG_LOCK_HOLDS, {"ids": hold_ids}).fetchall()
         else:
             held_rows = conn.execute(
@@ -445,7 +443,7 @@ class WithdrawalLedger:
         ]
         if pg:
             params = {"holds": json.dumps(rows), "now": now, "chain": lg.EXTERNAL_CHAIN}
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_FINISH, params):
+            with dbapi(conn).cursor() as cur, sqlalchemy_errors(_PG_FINISH, params):
                 found_count = cur.execute(_PG_FINISH, params).fetchone()
             written = int(found_count[0]) if found_count is not None else 0
             if written != len(todo):  # pragma: no cover - a unique violation raises instead
@@ -530,7 +528,7 @@ class WithdrawalLedger:
                 for u in updates
             ]
             params = {"rows": json.dumps(rows), "now": now}
-            with _dbapi(conn).cursor() as cur, _sqlalchemy_errors(_PG_UPDATE_WITHDRAWALS, params):
+            with dbapi(conn).cursor() as cur, sqlalchemy_errors(_PG_UPDATE_WITHDRAWALS, params):
                 cur.execute(_PG_UPDATE_WITHDRAWALS, params)
             return
         conn.execute(
@@ -558,25 +556,6 @@ class WithdrawalLedger:
                 for u in updates
             ],
         )
-
-
-def _dbapi(conn: Connection) -> Any:
-    """The psycopg connection under SQLAlchemy's, inside the same transaction."""
-    return conn.connection.dbapi_connection
-
-
-@contextmanager
-def _sqlalchemy_errors(statement: str, params: dict[str, Any]) -> Iterator[None]:
-    """Raise driver errors as SQLAlchemy's, as if the statement had gone through it: a lost
-    unique-id race must be an `sqlalchemy.exc.IntegrityError` for `retry_on_race`."""
-    try:
-        yield
-    except psycopg.IntegrityError as exc:
-        raise sa_exc.IntegrityError(statement, params, exc) from exc
-    except psycopg.OperationalError as exc:
-        raise sa_exc.OperationalError(statement, params, exc) from exc
-    except psycopg.DatabaseError as exc:
-        raise sa_exc.DatabaseError(statement, params, exc) from exc
 
 
 __all__ = [
