@@ -856,7 +856,11 @@ def main() -> int:
         lease_ttl_seconds=5.0,
     )
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tb-bench-bridge-") as tmp, database(kind, Path(tmp)) as url:
+    # ignore_cleanup_errors: a process stopped at teardown may still be closing its log file in there
+    with (
+        tempfile.TemporaryDirectory(prefix="tb-bench-bridge-", ignore_cleanup_errors=True) as tmp,
+        database(kind, Path(tmp)) as url,
+    ):
         system = BridgeSystem(Path(tmp), url, config)
         try:
             system.up()

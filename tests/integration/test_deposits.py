@@ -5,7 +5,6 @@ Real anvil, real database (SQLite; PostgreSQL when TOKENBRIDGE_TEST_POSTGRES_URL
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -225,7 +224,7 @@ class InflatingSource(Web3DepositSource):
 
     def deposit_logs(self, from_block: int, to_block: int) -> list[DepositLog]:
         return [
-            replace(d, amount=2**63) if d.amount == self.marker else d
+            d._replace(amount=2**63) if d.amount == self.marker else d
             for d in super().deposit_logs(from_block, to_block)
         ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -419,7 +419,7 @@ def test_unpostable_amounts_are_left_out_of_the_set(uow: UnitOfWorkFactory, ledg
     ((a, key_a),) = users(ledger, 1)
     node.deposit(key_a, 9, block=START)
     big = node.deposit(key_a, 1, block=START)
-    node.logs[-1] = replace(big, amount=2**63)
+    node.logs[-1] = big._replace(amount=2**63)
     node.head_block = START + 3
     report = service(uow, node, vault).step()
     assert (report.seen, report.credited) == (1, 1)
@@ -437,7 +437,7 @@ def test_a_field_that_would_break_the_line_format_takes_the_general_path(
     ((a, key_a),) = users(ledger, 1)
     node.deposit(key_a, 40, block=START)
     odd = node.deposit(key_a, 2, block=START + 1)
-    node.logs[-1] = replace(odd, tx_hash=odd.tx_hash[:10] + ",\n" + odd.tx_hash[12:])
+    node.logs[-1] = odd._replace(tx_hash=odd.tx_hash[:10] + ",\n" + odd.tx_hash[12:])
     node.head_block = START + 5
     report = service(uow, node, vault).step()
     assert (report.seen, report.credited) == (2, 2)

@@ -3,12 +3,15 @@ eth_getLogs range that scales down when a response holds too many logs."""
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import pytest
 from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 
-from tokenbridge.adapters.chain.indexer import DEPOSITED_TOPIC, AdaptiveRange, decode_deposit
+from tokenbridge.adapters.chain.indexer import DEPOSITED_TOPIC, AdaptiveRange, decode_deposit, gc_paused
 from tokenbridge.domain.errors import ChainError
 
 KEY = "0x" + "3c" * 32
@@ -76,3 +79,36 @@ def test_range_scales_down_after_a_dense_answer_and_grows_back() -> None:
     assert span.size == 1  # never below one block
     span.fit(5_000, None)  # no cap: plain doubling
     assert span.size == 2
+
+
+def test_gc_pause_nests_across_threads_and_restores_the_collector() -> None:
+    assert gc.isenabled()
+    inner_started, release = threading.Event(), threading.Event()
+
+    def reader() -> None:  # the read-ahead thread pausing while the main thread does too
+        with gc_paused():
+            inner_started.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=reader)
+    with gc_paused():
+        assert not gc.isenabled()
+        thread.start()
+        inner_started.wait(5)
+    assert not gc.isenabled()  # the other thread still holds its pause
+    release.set()
+    thread.join(5)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a failed read")
+    assert gc.isenabled()
+
+
+def test_gc_pause_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -38,7 +38,10 @@ One `step()` (run by the worker):
 Memory: one eth_getLogs answer at a time plus the one read ahead (the first answer of a
 catch-up covers whatever the last known range holds; a denser answer than
 `MAX_LOGS_PER_CHUNK` scales the next range down), `PAGE` rows per statement, and due rows read
-a page at a time, never all at once.
+a page at a time, never all at once. Python's cyclic collector is paused while an answer is
+decoded and while a chunk is planned and stored (`indexer.gc_paused`: those objects are
+acyclic and freed by reference counting; the collections they triggered cost a quarter of
+the worker's CPU per deposit); it runs again between chunks.
 
 Where a deposit goes: the account whose `account_key` equals the event's key, if it is a
 user account -> `user:<id>:coins` (restricted and indebted users too: the tokens are theirs
@@ -70,6 +73,7 @@ from tokenbridge.adapters.chain.indexer import (
     DepositSource,
     block_hashes,
     find_fork,
+    gc_paused,
     read_ahead,
     scan,
 )
@@ -79,6 +83,7 @@ from tokenbridge.adapters.db.deposit_ledger import (
     DueDeposit,
     LockedUser,
     NotDelimitable,
+    PlannedCredit,
 )
 from tokenbridge.adapters.db.models import Account, TransferLeg
 from tokenbridge.adapters.db.models_deposits import (
@@ -139,15 +144,7 @@ def _credit_for(
     """The same posting as `_credit_one`: debit external:chain, credit the coins of the user
     whose key it is (`users`: locked, by key; `coins` accumulates their new balances) or the
     suspense account. A balance that would overflow is left to the row-by-row path."""
-    user = users.get(account_key.lower())
-    if user is not None:
-        balance = coins.get(user.id, user.coins) + amount
-        if balance >= MAX_AMOUNT_EXCLUSIVE:
-            raise _Unbatchable(f"{user.account} would exceed the maximum balance")
-        coins[user.id] = balance
-        account, account_id = user.account, user.id
-    else:
-        account, account_id = SUSPENSE, None
+    account, account_id = _target(account_key, amount, users, coins)
     return DepositCredit(
         deposit_id=deposit_id,
         block_hash=block_hash,
@@ -159,6 +156,21 @@ def _credit_for(
         account_id=account_id,
         amount=amount,
     )
+
+
+def _target(
+    account_key: str, amount: int, users: dict[str, LockedUser], coins: dict[str, int]
+) -> tuple[str, str | None]:
+    """(credited ledger account, user id or None) of a deposit of `amount` to `account_key`,
+    the user's new balance added to `coins` (see `_credit_for`)."""
+    user = users.get(account_key.lower())
+    if user is None:
+        return SUSPENSE, None
+    balance = coins.get(user.id, user.coins) + amount
+    if balance >= MAX_AMOUNT_EXCLUSIVE:
+        raise _Unbatchable(f"{user.account} would exceed the maximum balance")
+    coins[user.id] = balance
+    return user.account, user.id
 
 
 def deposit_request_hash(tx_hash: str, log_index: int, account_key: str, amount: int) -> str:
@@ -373,6 +385,10 @@ class DepositService:
         after a rewind), that transaction is rolled back and the chunk stored the general
         way: rows `seen`, existing ones merged one by one.
         """
+        with gc_paused():  # a chunk's credits and SQL lines: see indexer._GcPause
+            self._store_chunk_now(chunk, head, report)
+
+    def _store_chunk_now(self, chunk: Chunk, head: int, report: DepositReport) -> None:
         unpostable: list[str] = []
         postable: list[DepositLog] = []
         for entry in chunk.logs:
@@ -439,21 +455,24 @@ class DepositService:
                 users = rows.lock_users(e.account_key.lower() for e in postable if e.block_number in credit_blocks)
                 coins: dict[str, int] = {}
 
-                def pages() -> Iterator[tuple[list[DepositLog], dict[tuple[str, int], DepositCredit], dict[str, int]]]:
+                def pages() -> Iterator[tuple[list[DepositLog], list[PlannedCredit | None], dict[str, int]]]:
+                    # per log its credit's (request hash, account, user id), or None (stored `seen`):
+                    # plain tuples, not a DepositCredit per log (the same posting as `_credit_for`)
                     for start in range(0, len(postable), self._page):
                         page = postable[start : start + self._page]
-                        credits: dict[tuple[str, int], DepositCredit] = {}
+                        plans: list[PlannedCredit | None] = []
                         for e in page:
-                            if e.block_number in credit_blocks:
-                                credit = _credit_for(
-                                    0, e.tx_hash, e.log_index, e.block_hash, e.account_key, e.amount, users, coins
-                                )
-                                credits[(e.tx_hash, e.log_index)] = credit
-                                out.credited += 1
-                                out.credited_amount += e.amount
-                                if credit.account_id is None:
-                                    out.to_suspense.append(e)
-                        yield page, credits, coins
+                            if e.block_number not in credit_blocks:
+                                plans.append(None)
+                                continue
+                            account, account_id = _target(e.account_key, e.amount, users, coins)
+                            request = deposit_request_hash(e.tx_hash, e.log_index, e.account_key, e.amount)
+                            plans.append((request, account, account_id))
+                            out.credited += 1
+                            out.credited_amount += e.amount
+                            if account_id is None:
+                                out.to_suspense.append(e)
+                        yield page, plans, coins
 
                 out.seen += rows.store_new(self.vault, pages(), now)
             else:
