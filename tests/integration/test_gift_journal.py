@@ -318,15 +318,24 @@ def _credit(creator_id: str, adjustment: int) -> CreatorCredit:
     )  # fmt: skip
 
 
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[LedgerHarness]:
+    """A PostgreSQL database of this test's own (SQLite readers see one snapshot per transaction)."""
+    with fresh_database("postgres", tmp_path, "tb_journal") as url:
+        h = LedgerHarness(url)
+        try:
+            yield h
+        finally:
+            h.close()
+
+
 @pytest.mark.postgres
 def test_platform_revenue_is_read_in_one_statement_so_a_concurrent_fold_is_never_half_seen(
-    own_db: LedgerHarness,
+    own_pg: LedgerHarness,
 ) -> None:
-    h = own_db
+    h = own_pg
     engine = h.services.engine
     assert engine is not None
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite readers see one snapshot per transaction anyway")
     u, c = h.user(1_000), h.creator()
     h.services.gifts.post(PostGift(h.uid("g"), u, c, 1_000))
     uowf = h.services.uow

@@ -6,11 +6,13 @@ batches/singles on the same senders never overspend."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from support_ledger import LedgerHarness
+from support_ledger import LedgerHarness, fresh_database
 from tokenbridge.domain.errors import (
     AccountRestricted,
     IdempotencyConflict,
@@ -206,8 +208,20 @@ def test_single_posts_racing_on_one_id_answer_one_created_and_replays(ledger: Le
     _check_ledger(ledger)
 
 
+@pytest.fixture
+def pg_ledger(tmp_path: Path) -> Iterator[LedgerHarness]:
+    """PostgreSQL only: SQLite decides every call under the database's write lock."""
+    with fresh_database("postgres", tmp_path, "tb_optimistic") as url:
+        h = LedgerHarness(url)
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+@pytest.mark.postgres
 def test_a_sender_spent_between_the_optimistic_read_and_the_write_is_decided_again_under_the_lock(
-    ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+    pg_ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL decides a call on the senders' rows as read, then debits them only if every rule
     still holds. Here another posting spends the sender's coins right after that read: the debit's
@@ -215,8 +229,7 @@ def test_a_sender_spent_between_the_optimistic_read_and_the_write_is_decided_aga
     locked -- so exactly what the balance allows is accepted."""
     from tokenbridge.adapters.db.gift_ledger import GiftLedger
 
-    if ledger.services.engine is None or ledger.services.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite decides every call under the database's write lock")
+    ledger = pg_ledger
     alice, bob = ledger.user(100), ledger.creator()
     spender = ledger.uid("spend")
     original = GiftLedger.context
