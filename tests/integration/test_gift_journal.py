@@ -358,3 +358,34 @@ def test_platform_revenue_is_read_in_one_statement_so_a_concurrent_fold_is_never
         event.remove(engine, "after_cursor_execute", fold_right_after)
     assert fired
     assert got == expected == 300
+
+
+@pytest.mark.postgres
+def test_status_reads_liabilities_in_one_snapshot_while_a_fold_commits(own_pg: LedgerHarness) -> None:
+    """`tokenbridge status` sums cached balances, unfolded credits and platform revenue in several
+    statements; a fold committing between them must not make its amount vanish (or count twice)."""
+    from tokenbridge.services.status import StatusService
+
+    h = own_pg
+    engine = h.services.engine
+    assert engine is not None
+    u, c = h.user(1_000), h.creator()
+    h.services.gifts.post(PostGift(h.uid("g"), u, c, 1_000))
+    uowf = h.services.uow
+    before = StatusService(uowf).report().solvency.liabilities
+    assert before == 1_000  # 0 coins left + 700 earnings + 300 revenue, all unfolded
+    fired: list[int] = []
+
+    def fold_after_the_account_sums(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "sum(accounts.coins)" in statement and not fired:
+            fired.append(1)  # the earnings and revenue are folded into the caches just now
+            assert h.services.ledger is not None
+            h.services.ledger.fold()
+
+    event.listen(engine, "after_cursor_execute", fold_after_the_account_sums)
+    try:
+        during = StatusService(uowf).report().solvency.liabilities
+    finally:
+        event.remove(engine, "after_cursor_execute", fold_after_the_account_sums)
+    assert fired
+    assert during == before == StatusService(uowf).report().solvency.liabilities

@@ -337,6 +337,11 @@ class StatusService:
         reachable: bool | None = None if self._chain_id is None else node_error is None
 
         with self._uow.read() as uow:
+            if uow.session.get_bind().dialect.name == "postgresql":
+                # one snapshot for every statement below: a fold committing between the reads of
+                # the liabilities' parts must be seen entirely or not at all (SQLite readers
+                # already get one snapshot per transaction)
+                uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             snap = _Snapshot.read(uow, self._clock())
         now = snap.now
 
