@@ -1298,6 +1298,21 @@ def running_system(kind: str, workdir: Path, config: SystemConfig | None = None)
             system.down()
 
 
+@contextlib.contextmanager
+def system_or_skip(kind: str, workdir: Path) -> Iterator[BridgeSystem]:
+    """`running_system` for a pytest fixture: skipped, with the reason, when PostgreSQL is asked
+    for but not configured or a piece of the bridge is missing."""
+    import pytest
+
+    if kind == "postgres" and not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"PostgreSQL run needs {POSTGRES_ENV}")
+    try:
+        with running_system(kind, workdir, SystemConfig()) as running:
+            yield running
+    except MissingPieceError as exc:
+        pytest.skip(f"bridge piece missing: {exc}")
+
+
 def fault_backends(default: str) -> list[str]:
     """Database backends a fault test runs on: `TOKENBRIDGE_FAULT_BACKENDS` (comma-separated, e.g.
     "sqlite,postgres" under `make soak`), else `default`, where "auto" means PostgreSQL when

@@ -20,11 +20,8 @@ from pathlib import Path
 import pytest
 
 from faults.harness import (
-    POSTGRES_ENV,
     BridgeSystem,
-    MissingPieceError,
     Population,
-    SystemConfig,
     Traffic,
     TrafficPlan,
     WorkerKiller,
@@ -33,7 +30,7 @@ from faults.harness import (
     env_int,
     fault_backends,
     log,
-    running_system,
+    system_or_skip,
 )
 
 pytestmark = pytest.mark.chain
@@ -44,13 +41,8 @@ SCALE = env_float("TOKENBRIDGE_SOAK_SCALE", 1.0)  # traffic multiplier
 
 @pytest.fixture(params=fault_backends("auto"))
 def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BridgeSystem]:
-    if request.param == "postgres" and not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"PostgreSQL run needs {POSTGRES_ENV}")
-    try:
-        with running_system(request.param, tmp_path, SystemConfig()) as running:
-            yield running
-    except MissingPieceError as exc:
-        pytest.skip(f"bridge piece missing: {exc}")
+    with system_or_skip(request.param, tmp_path) as running:
+        yield running
 
 
 def test_kill9_worker_repeatedly_loses_nothing_and_doubles_nothing(system: BridgeSystem) -> None:

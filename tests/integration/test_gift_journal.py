@@ -126,35 +126,7 @@ def test_gifts_written_before_0006_are_counted_through_their_legs_only(ledger: L
     """A legacy gift: a transfer with three legs (the sender's debit folded into the cache,
     both credits unfolded) and a gift row pointing at it with both flags set."""
     alice, bob = ledger.user(1_000), ledger.creator()
-    engine = ledger.services.engine
-    assert engine is not None
-    now = datetime.now(UTC)
-    legacy = ledger.uid("legacy")
-    with ledger.services.uow.write() as uow:
-        s = uow.session
-        sender = uow.accounts.lock(alice)
-        creator = uow.accounts.get(bob)
-        assert sender is not None
-        assert creator is not None
-        transfer = Transfer(caller_id=f"gift:{legacy}", kind="gift", request_hash="0" * 64, created_at=now)
-        s.add(transfer)
-        s.flush()
-        for account, side, amount, folded in (
-            (lg.coins(alice), "debit", 200, True),
-            (lg.earnings(bob), "credit", 180, False),
-            (lg.PLATFORM_REVENUE, "credit", 20, False),
-        ):
-            s.add(TransferLeg(transfer_id=transfer.id, account=account, side=side, amount=amount, folded=folded))
-        sender.coins -= 200
-        s.add(
-            Gift(
-                id=legacy, transfer_id=transfer.id, sender_id=alice, creator_id=bob, sender_key=sender.account_key,
-                creator_key=creator.account_key, gross=200, creator_amount=180, platform_amount=20, creator_bps=9_000,
-                status="posted", epoch_id=None, request_hash="0" * 64, created_at=now, ledger_creator_amount=180,
-                ledger_platform_amount=20, creator_folded=True, platform_folded=True,
-            )
-        )  # fmt: skip
-        uow.commit()
+    _legacy_gift(ledger, alice, bob)
     _clean(ledger)
     assert ledger.services.ledger is not None
     platform_before = ledger.services.ledger.totals().platform_revenue
@@ -194,34 +166,8 @@ def test_upgrading_to_0006_takes_a_legacy_gifts_ledger_amounts_from_its_legs(own
     legs posted 180/20: after 0005 -> 0006 the ledger columns hold what the legs posted."""
     h = own_db
     alice, bob = h.user(1_000), h.creator()
-    now = datetime.now(UTC)
-    legacy = h.uid("legacy")
-    with h.services.uow.write() as uow:
-        s = uow.session
-        sender = uow.accounts.lock(alice)
-        creator = uow.accounts.get(bob)
-        assert sender is not None
-        assert creator is not None
-        transfer = Transfer(caller_id=f"gift:{legacy}", kind="gift", request_hash="0" * 64, created_at=now)
-        s.add(transfer)
-        s.flush()
-        for account, side, amount in (
-            (lg.coins(alice), "debit", 200),
-            (lg.earnings(bob), "credit", 180),
-            (lg.PLATFORM_REVENUE, "credit", 20),
-        ):
-            folded = side == "debit"  # the sender's leg is on its locked row; the credits fold later
-            s.add(TransferLeg(transfer_id=transfer.id, account=account, side=side, amount=amount, folded=folded))
-        sender.coins -= 200
-        s.add(
-            Gift(
-                id=legacy, transfer_id=transfer.id, sender_id=alice, creator_id=bob, sender_key=sender.account_key,
-                creator_key=creator.account_key, gross=200, creator_amount=170, platform_amount=30, creator_bps=8_500,
-                status="settled", epoch_id=None, request_hash="0" * 64, created_at=now, ledger_creator_amount=0,
-                ledger_platform_amount=200, creator_folded=True, platform_folded=True,
-            )
-        )  # fmt: skip
-        uow.commit()
+    # the receipt re-split to 170/30 at 8,500 bps; the ledger columns hold anything but the legs' 180/20
+    legacy = _legacy_gift(h, alice, bob, receipt=(170, 30, 8_500), ledger_columns=(0, 200))
     migrate.downgrade(h.url, "0005")  # allowed: every gift has its legs
     migrate.upgrade(h.url)
     row = _gift_row(h, legacy)
@@ -389,3 +335,46 @@ def test_status_reads_liabilities_in_one_snapshot_while_a_fold_commits(own_pg: L
         event.remove(engine, "after_cursor_execute", fold_after_the_account_sums)
     assert fired
     assert during == before == StatusService(uowf).report().solvency.liabilities
+
+
+def _legacy_gift(
+    h: LedgerHarness,
+    alice: str,
+    bob: str,
+    *,
+    receipt: tuple[int, int, int] = (180, 20, 9_000),
+    ledger_columns: tuple[int, int] = (180, 20),
+) -> str:
+    """A gift as written before 0006: a transfer with three legs posting 200 = 180 + 20 (the
+    sender's debit folded into the cache, both credits unfolded) and a gift row pointing at it
+    with both flags set; `receipt` is the row's (creator, platform, bps) split."""
+    now = datetime.now(UTC)
+    legacy = h.uid("legacy")
+    with h.services.uow.write() as uow:
+        s = uow.session
+        sender = uow.accounts.lock(alice)
+        creator = uow.accounts.get(bob)
+        assert sender is not None
+        assert creator is not None
+        transfer = Transfer(caller_id=f"gift:{legacy}", kind="gift", request_hash="0" * 64, created_at=now)
+        s.add(transfer)
+        s.flush()
+        for account, side, amount in (
+            (lg.coins(alice), "debit", 200),
+            (lg.earnings(bob), "credit", 180),
+            (lg.PLATFORM_REVENUE, "credit", 20),
+        ):
+            folded = side == "debit"  # the sender's leg is on its locked row; the credits fold later
+            s.add(TransferLeg(transfer_id=transfer.id, account=account, side=side, amount=amount, folded=folded))
+        sender.coins -= 200
+        s.add(
+            Gift(
+                id=legacy, transfer_id=transfer.id, sender_id=alice, creator_id=bob, sender_key=sender.account_key,
+                creator_key=creator.account_key, gross=200, creator_amount=receipt[0], platform_amount=receipt[1],
+                creator_bps=receipt[2], status="posted", epoch_id=None, request_hash="0" * 64, created_at=now,
+                ledger_creator_amount=ledger_columns[0], ledger_platform_amount=ledger_columns[1],
+                creator_folded=True, platform_folded=True,
+            )
+        )  # fmt: skip
+        uow.commit()
+    return legacy
