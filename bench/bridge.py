@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from eth_account import Account  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from benchlib import Conn, cpu_seconds, process_tree  # noqa: E402  (bench/, the script's own folder)
 from faults.harness import (  # noqa: E402
     COIN,
     POSTGRES_ENV,
@@ -79,64 +80,6 @@ TARGETS = {"withdrawals_10k_seconds": 30.0, "deposit_events_per_s": 20_000.0, "w
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection (less CPU per request than a general client)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, auth: bytes) -> None:
-        self.reader, self.writer, self.auth = reader, writer, auth
-
-    @classmethod
-    async def open(cls, port: int, auth: bytes) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, auth)
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        ).encode()
-        self.writer.write(head + self.auth + b"\r\n" + body)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(raw[9:12])
-        length = 0
-        for line in raw.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    """utime + stime of one process, seconds (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _tree(pid: int) -> list[int]:
-    """`pid` and its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 class Bench:
@@ -170,13 +113,13 @@ class Bench:
         out: dict[str, dict[int, float]] = {"client": {os.getpid(): sum(os.times()[:2])}}
         for name, service in (("api", self.sys.api), ("worker", self.sys.worker)):
             if service is not None and service.alive():
-                out[name] = {p: _proc_cpu(p) for p in _tree(service.pid)}
+                out[name] = {p: cpu_seconds(p) for p in process_tree(service.pid)}
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
                 pids = conn.execute(
                     text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
                 ).scalars().all()  # fmt: skip
-            out["postgres"] = {int(p): _proc_cpu(int(p)) for p in pids}
+            out["postgres"] = {int(p): cpu_seconds(int(p)) for p in pids}
         return out
 
     @staticmethod
@@ -260,10 +203,9 @@ class Bench:
         latencies: list[float] = []
         payloads = [json.dumps(b).encode() for b in reversed(bodies)]
         port = int(self.sys.api_url.rsplit(":", 1)[1])
-        auth = f"Authorization: Bearer {self.sys.admin_key}\r\n".encode()
 
         async def one() -> None:
-            conn = await Conn.open(port, auth)
+            conn = await Conn.open(port, self.sys.admin_key)
             try:
                 while payloads:
                     body = payloads.pop()
@@ -525,7 +467,7 @@ class Bench:
                 stamp = _log_time(line)
                 if connected is None and "connected to chain" in line and stamp is not None:
                     connected = stamp
-                    cpu0 = (_cpu_seconds(system.worker.pid), self._pg_backends_cpu())
+                    cpu0 = (cpu_seconds(system.worker.pid), self._pg_backends_cpu())
                 if connected is not None and started is None and "deposits: catching up" in line:
                     started = stamp
                 m = _CREDITED.search(line)
@@ -540,7 +482,7 @@ class Bench:
         assert started is not None
         assert cpu0 is not None
         log("the worker's deposit log lines:\n" + "\n".join(seen_lines[:20]))
-        cpu1 = (_cpu_seconds(system.worker.pid), self._pg_backends_cpu())
+        cpu1 = (cpu_seconds(system.worker.pid), self._pg_backends_cpu())
         wall = time.perf_counter() - t_wall
         seconds = max((done - started).total_seconds(), 1e-3)
         with self.engine.connect() as conn:
@@ -573,7 +515,7 @@ class Bench:
             pids = conn.execute(
                 text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
             ).scalars()
-            return {int(pid): _cpu_seconds(int(pid)) for pid in pids}
+            return {int(pid): cpu_seconds(int(pid)) for pid in pids}
 
     def _send_raw(self, raws: list[str]) -> None:
         self._send_rpc("eth_sendRawTransaction", raws)
@@ -680,15 +622,6 @@ def _log_time(line: str) -> datetime | None:
         return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
     except ValueError:
         return None
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:

@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchlib import Conn, cpu_seconds, process_tree  # bench/, the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKENBRIDGE = str(Path(sys.executable).with_name("tokenbridge"))
 WEBHOOK_SECRET = "whsec_bench_only"  # noqa: S105 -- a throwaway database's secret, not a credential
@@ -172,32 +174,6 @@ def server(url: str, workers: int) -> Iterator[tuple[int, int]]:
 
 
 # --- a small keep-alive HTTP/1.1 client (less CPU per request than a general client) -----
-
-
-class Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, auth: bytes) -> None:
-        self.reader, self.writer, self.auth = reader, writer, auth
-
-    @classmethod
-    async def open(cls, port: int, key: str) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, f"Authorization: Bearer {key}\r\n".encode())
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        ).encode()
-        self.writer.write(head + self.auth + b"\r\n" + body)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(raw[9:12])
-        length = 0
-        for line in raw.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 @dataclass
@@ -490,33 +466,6 @@ def client_phase(port: int, pop: Population, args: argparse.Namespace, phase: st
 
 # --- CPU accounting: what each gift costs the server, PostgreSQL and the client ---------
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-
-
-def _tree(root: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(parents.get(pid, []))
-    return out
-
 
 def cpu_snapshot(server_pid: int, url: str) -> tuple[float, dict[int, float]]:
     """(CPU seconds of the server's process tree, {pid: CPU seconds} of the PostgreSQL
@@ -527,7 +476,7 @@ def cpu_snapshot(server_pid: int, url: str) -> tuple[float, dict[int, float]]:
     that exits between two snapshots (pool churn): the PostgreSQL figure is a lower bound."""
     if not Path("/proc/self/stat").exists():
         return 0.0, {}
-    server = sum(_proc_cpu(p) for p in _tree(server_pid))
+    server = sum(cpu_seconds(p) for p in process_tree(server_pid))
     pg: dict[int, float] = {}
     if url.startswith("postgresql"):
         import psycopg
@@ -536,7 +485,7 @@ def cpu_snapshot(server_pid: int, url: str) -> tuple[float, dict[int, float]]:
         u = make_url(url)
         with psycopg.connect(u.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
             pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (u.database,))]
-        pg = {p: _proc_cpu(p) for p in pids}
+        pg = {p: cpu_seconds(p) for p in pids}
     return server, pg
 
 

@@ -86,6 +86,40 @@ def test_serve_answers_over_http(server: tuple[str, str]) -> None:
     assert "tokenbridge_http_requests_total" in httpx.get(f"{base}/metrics").text
 
 
+def test_a_deeply_nested_body_is_a_422_not_a_dead_worker(server: tuple[str, str]) -> None:
+    """A ~200 KB body of 100,000 nested brackets, with or without a key: the JSON parser must stop
+    at the interpreter's recursion limit (a 422), not run the C stack out (the worker would die
+    with SIGSEGV: eth-account's py_ecc raises the limit to 100,000 on import)."""
+    base, admin_key = server
+    depth = 100_000
+    body = b"[" * depth + b"]" * depth
+    for path, headers in (
+        ("/v1/gifts", {}),
+        ("/v1/gifts/batch", {"Authorization": f"Bearer {admin_key}"}),
+        ("/v1/accounts", {"Authorization": f"Bearer {admin_key}"}),
+    ):
+        r = httpx.post(f"{base}{path}", content=body, headers=headers | {"Content-Type": "application/json"})
+        assert r.status_code == 422, (path, r.status_code, r.text[:200])
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(f"{base}/healthz").status_code == 200  # the worker is still there
+
+
+def test_a_body_above_the_limit_is_refused_before_it_is_read(server: tuple[str, str]) -> None:
+    from tokenbridge.entrypoints.api.body_limit import MAX_BODY_BYTES
+
+    base, admin_key = server
+    headers = {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"}
+    for path in ("/v1/gifts", "/v1/gifts/batch", "/v1/accounts"):
+        r = httpx.post(f"{base}{path}", content=b" " * (MAX_BODY_BYTES + 1), headers=headers)
+        assert r.status_code == 413, (path, r.status_code, r.text[:200])
+        assert r.json()["type"].endswith("/payload-too-large")
+    # a full batch of 1,000 gifts with the longest ids fits
+    gift = {"id": "g" * 128, "from": "f" * 128, "to": "t" * 128, "amount": 2**63 - 1}
+    big = httpx.post(f"{base}/v1/gifts/batch", json={"gifts": [gift] * 1000}, headers=headers)
+    assert big.status_code != 413
+    assert len(big.request.content) < MAX_BODY_BYTES
+
+
 def test_bad_configuration_is_one_line_and_exit_1(tmp_path: Path) -> None:
     env = _env(f"sqlite:///{tmp_path / 'x.sqlite3'}") | {"TOKENBRIDGE_CREATOR_BPS": "12345"}
     proc = subprocess.run(

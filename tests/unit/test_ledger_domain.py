@@ -223,3 +223,17 @@ def test_check_gift_refusals(s: dict[str, object], c: dict[str, object], error: 
 def test_check_gift_allows_exact_balance_and_limit() -> None:
     req = validate_gift("g", "alice", "bob", 100)
     check_gift(req, sender(coins=100, gifted_today=9_900), creator())
+
+
+def test_ids_addresses_and_signatures_refuse_a_trailing_newline() -> None:
+    """`$` matches before a final newline; the patterns end in `\\Z` so "alice\\n" is not an id."""
+    from tokenbridge.domain.accounts import validate_id
+    from tokenbridge.domain.withdrawal import validate_address, validate_signature
+
+    assert validate_id("alice") == "alice"
+    with pytest.raises(InvalidInput):
+        validate_id("alice\n")
+    with pytest.raises(InvalidInput):
+        validate_address("0x" + "ab" * 20 + "\n")
+    with pytest.raises(InvalidInput):
+        validate_signature("0x" + "ab" * 65 + "\n")

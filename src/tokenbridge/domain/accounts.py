@@ -12,7 +12,7 @@ AccountKind = Literal["user", "creator"]
 ACCOUNT_KINDS: tuple[AccountKind, ...] = ("user", "creator")
 
 # No ':' so a ledger account name "user:{id}:coins" parses unambiguously.
-_ID_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}\Z")  # \Z: `$` would also accept a trailing newline
 
 
 def validate_id(value: object, field: str = "id") -> str:

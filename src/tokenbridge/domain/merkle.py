@@ -36,9 +36,9 @@ UINT256_LIMIT = 2**256
 GIFT_LEAF_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "bytes32", "uint256", "uint256", "uint256")
 RECHARGE_LEAF_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "uint256")
 
-_HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
-_UINT_RE = re.compile(r"^uint(\d*)$")
-_INT_RE = re.compile(r"^int(\d*)$")
+_HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*\Z")
+_UINT_RE = re.compile(r"^uint(\d*)\Z")
+_INT_RE = re.compile(r"^int(\d*)\Z")
 
 
 # --- hashing -------------------------------------------------------------------------------

@@ -29,9 +29,9 @@ from tokenbridge.domain.money import validate_amount
 EIP712_NAME = "tokenbridge"
 EIP712_VERSION = "1"
 MAX_DEADLINE = 2**64  # seconds; a uint256 on the wire, but nothing sensible is later
-_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
-_BYTES32_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
+_SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}\Z")
+_BYTES32_RE = re.compile(r"^0x[0-9a-fA-F]{64}\Z")
 
 WALLET_LINK_TYPES: dict[str, list[dict[str, str]]] = {
     "WalletLink": [

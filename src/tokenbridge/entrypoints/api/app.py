@@ -10,6 +10,7 @@ committer (gift_committer.py), which the lifespan drains on exit.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from tokenbridge.bootstrap import Services, build_services
 from tokenbridge.config import Settings, get_settings
 
 from . import problems
+from .body_limit import BodyLimit
 from .deps import KeyCache, no_unknown_query
 from .fast_gifts import GiftFastPath
 from .gift_committer import GiftCommitter
@@ -55,6 +57,14 @@ API_ENGINE: dict[str, object] = {
 GIFT_COMMITTERS = 1
 
 
+# py_ecc (imported by eth-account, so already imported here) raises the interpreter's recursion
+# limit to 100,000 for its own arithmetic. The JSON parser of every request body recurses once
+# per nesting level in C: at that limit a ~200 KB body of nested brackets overflows the C stack
+# and kills the worker (SIGSEGV) before any check runs. Python's default limit turns such a body
+# into a RecursionError, i.e. a 422. The API never needs more.
+API_RECURSION_LIMIT = 1000
+
+
 def create_app(
     services: Services | None = None,
     settings: Settings | None = None,
@@ -65,6 +75,8 @@ def create_app(
     """The API over `services` (built from `settings` when None). The app closes the services on
     shutdown when it built them, or when `owns_services` says so. `fast_path=False` serves the
     gift POST routes through FastAPI's own machinery (tests compare the two)."""
+    if sys.getrecursionlimit() > API_RECURSION_LIMIT:
+        sys.setrecursionlimit(API_RECURSION_LIMIT)
     owned = services is None if owns_services is None else owns_services
     if services is None:
         services = build_services(settings or get_settings())
@@ -99,6 +111,7 @@ def create_app(
         app.include_router(module.router, dependencies=[Depends(no_unknown_query)])
     if fast_path:
         app.add_middleware(GiftFastPath, api=app)  # inside MetricsMiddleware: counted like any request
+    app.add_middleware(BodyLimit)  # before any route or the fast path reads a body
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
 

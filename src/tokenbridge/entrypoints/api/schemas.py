@@ -149,26 +149,6 @@ class GiftReceiptOut(BaseModel):
             created_at=r.created_at,
         )
 
-    @classmethod
-    def of(cls, r: GiftReceipt, *, with_salt: bool = True) -> GiftReceiptOut:
-        return cls.model_validate(
-            {
-                "id": r.id,
-                "from": r.sender_id,
-                "to": r.creator_id,
-                "gross": r.gross,
-                "creator_amount": r.creator_amount,
-                "platform_amount": r.platform_amount,
-                "creator_bps": r.creator_bps,
-                "status": r.status,
-                "epoch_id": r.epoch_id,
-                "sender_key": r.sender_key,
-                "creator_key": r.creator_key,
-                "sender_salt": r.sender_salt if with_salt else None,
-                "created_at": r.created_at,
-            }
-        )
-
 
 class BatchItemOut(BaseModel):
     status: int = Field(description="What POST /v1/gifts would have answered for this item: 201, 200 or 4xx.")
