@@ -75,6 +75,7 @@ def _check_invariants(t: LedgerTotals) -> None:
     assert t.unbalanced_transfers == ()  # 1
     assert t.negative_accounts == ()  # 2
     assert t.cache_mismatches == ()  # caches == legs
+    assert t.orphan_gifts == 0  # every gift's sender and creator exist (no foreign keys since 0007)
     assert t.liabilities + t.debt * -1 + t.external_payments + t.external_chain == 0  # all balances sum to 0
     # 3, ledger side: what the vault must hold once the outbox is done (payouts = external:chain)
     assert t.liabilities == t.minted - t.burned - t.external_chain

@@ -30,6 +30,7 @@ class LedgerTotals:
     unbalanced_transfers: tuple[str, ...]  # "transfer:<id>" or "gift:<id>"
     negative_accounts: tuple[str, ...]
     cache_mismatches: tuple[str, ...]  # accounts whose cached balance != sum of their legs
+    orphan_gifts: int  # gifts whose sender or creator has no account row (no foreign keys since 0007)
 
     @property
     def liabilities(self) -> int:
@@ -106,4 +107,5 @@ class LedgerService:
                 unbalanced_transfers=tuple(uow.ledger.unbalanced_transfers()),
                 negative_accounts=tuple(negative),
                 cache_mismatches=tuple(mismatches),
+                orphan_gifts=uow.ledger.orphan_gifts(),
             )

@@ -15,7 +15,8 @@
    the on-chain credits the ledger recorded for settled chunks (`epoch_credits.chain_credit`),
    and `paidOut(key)` against the holds posted plus payouts executed but not yet posted.
 3. The ledger's own checks (`LedgerService.totals()`): unbalanced transfers, negative
-   balances, cached balances that differ from the legs.
+   balances, cached balances that differ from the legs, gifts whose sender or creator has no
+   account (one difference with their count).
 
 Nothing is corrected here: a difference is for an operator (docs/operations.md).
 """
@@ -124,6 +125,16 @@ class ReconcileService:
             Difference("ledger.cache_mismatch", n, 0, 1, "cached balance differs from the sum of its legs")
             for n in totals.cache_mismatches
         ]
+        if totals.orphan_gifts:
+            differences.append(
+                Difference(
+                    "ledger.orphan_gifts",
+                    "gifts",
+                    0,
+                    totals.orphan_gifts,
+                    "gifts whose sender or creator has no account row",
+                )
+            )
         with self._uow.read() as uow:
             s = uow.session
             suspense = suspense_balance(s)

@@ -316,6 +316,16 @@ class Ledger:
         ).all()
         return [f"transfer:{int(r[0])}" for r in rows] + [f"gift:{g}" for g in gifts]
 
+    def orphan_gifts(self) -> int:
+        """Gifts whose sender or creator has no `accounts` row (must always be 0). There are no
+        foreign keys on them since revision 0007: the write path reads both accounts and the
+        database refuses to delete one, and this is the check that both held."""
+
+        sender = select(Account.id).where(Account.id == Gift.sender_id).exists()
+        creator = select(Account.id).where(Account.id == Gift.creator_id).exists()
+        n = self.s.scalar(select(func.count()).select_from(Gift).where(~sender | ~creator))
+        return int(n or 0)
+
 
 def _apply_to_row(row: Account, leg: lg.Leg) -> None:
     _, _, bucket = lg.parse_name(leg.account)
