@@ -15,11 +15,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic_core import to_json
 
 from tokenbridge.entrypoints.api.app import create_app
 from tokenbridge.entrypoints.api.fast_gifts import GiftFastPath
-from tokenbridge.entrypoints.api.routes.gifts import receipt_json
+from tokenbridge.entrypoints.api.routes.gifts import new_receipt_json, receipt_json
 from tokenbridge.entrypoints.api.schemas import GiftBatchOut, GiftReceiptOut
 from tokenbridge.services.views import GiftReceipt
 
@@ -238,7 +241,6 @@ def test_receipt_json_is_what_the_model_writes() -> None:
         GiftReceipt(**{**_fields(base), "status": "settled", "epoch_id": 42, "gross": 2**63 - 1}),
         GiftReceipt(**{**_fields(base), "id": 'quote"back\\slash\u00e9\u2028'}),
     ]
-    from pydantic_core import to_json
 
     for r in variants:
         for key_account in (None, "alice", "bob"):
@@ -249,8 +251,70 @@ def test_receipt_json_is_what_the_model_writes() -> None:
     assert to_json(batch) == GiftBatchOut.model_validate(batch).model_dump_json().encode()
 
 
+_ID = st.text("abcXYZ019._@-", min_size=1, max_size=128)
+_HEX32 = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
+
+
+@st.composite
+def _new_receipts(draw: st.DrawFn) -> tuple[GiftReceipt, str | None]:
+    gross = draw(st.integers(1, 2**63 - 1))
+    creator_amount = draw(st.integers(0, gross))
+    sender = draw(_ID)
+    r = GiftReceipt(
+        draw(_ID), sender, draw(_ID), draw(_HEX32), draw(_HEX32), draw(_HEX32), gross, creator_amount,
+        gross - creator_amount, draw(st.integers(0, 10_000)), draw(st.sampled_from(["posted", "settled"])),
+        draw(st.none() | st.integers(0, 2**63 - 1)),
+        draw(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]))),
+    )  # fmt: skip
+    return r, draw(st.sampled_from([None, sender, sender + "x"]))
+
+
+@given(_new_receipts())
+def test_new_receipt_json_is_receipt_json(case: tuple[GiftReceipt, str | None]) -> None:
+    """The batch answer's f-string receipt writes what pydantic writes for `receipt_json`."""
+    r, key_account = case
+    created_at = to_json(r.created_at).decode()
+    assert new_receipt_json(r, key_account, created_at).encode() == to_json(receipt_json(r, key_account))
+
+
+def test_a_batch_answer_is_what_the_model_writes(api: Api, people: dict[str, str]) -> None:
+    """Created, replayed and refused items in one answer: the model reads it back byte for byte."""
+    first = _gift(people)
+    assert api.client.post("/v1/gifts", json=first, headers=auth(api.app_key)).status_code == 201
+    items = [_gift(people), first, _gift(people), _gift(people, to=uid("ghost")), _gift(people, amount=10**15)]
+    for key in (api.app_key, people["bound"]):
+        r = api.client.post("/v1/gifts/batch", json={"gifts": items}, headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert GiftBatchOut.model_validate_json(r.content).model_dump_json().encode() == r.content
+        items = [_gift(people), first]  # the bound key: a replay of another key's gift, a new one
+    body = json.loads(r.content)
+    assert [x["status"] for x in body["results"]] == [201, 200]
+    assert (body["created"], body["replayed"], body["failed"]) == (1, 1, 0)
+
+
+def test_bodies_only_json_loads_reads_still_create_alike(
+    api: Api, reference: TestClient, people: dict[str, str]
+) -> None:
+    """The fast path parses with pydantic first and falls back to FastAPI's way on any failure;
+    a body only `json.loads` reads (a UTF-8 byte-order mark) creates the gift on both apps, and
+    duplicate keys mean the last one on both."""
+    headers = auth(api.app_key) | {"Content-Type": "application/json"}
+    for client in (api.client, reference):
+        gift = _gift(people)
+        r = client.post("/v1/gifts", content=b"\xef\xbb\xbf" + json.dumps(gift).encode(), headers=headers)
+        assert (r.status_code, r.json()["id"]) == (201, gift["id"]), r.text
+        batch = b"\xef\xbb\xbf" + json.dumps({"gifts": [_gift(people)]}).encode()
+        assert client.post("/v1/gifts/batch", content=batch, headers=headers).json()["created"] == 1
+        first, last = uid("g"), uid("g")
+        dup = (
+            f'{{"id": "{first}", "from": "{people["user"]}", "to": "{people["creator"]}", "amount": 3, "id": "{last}"}}'
+        )
+        r = client.post("/v1/gifts", content=dup.encode(), headers=headers)
+        assert (r.status_code, r.json()["id"]) == (201, last), r.text
+
+
 def _fields(r: GiftReceipt) -> dict[str, Any]:
-    return {f: getattr(r, f) for f in r.__dataclass_fields__}
+    return r._asdict()
 
 
 def test_fast_path_requests_are_counted_under_the_route_template(api: Api, people: dict[str, str]) -> None:

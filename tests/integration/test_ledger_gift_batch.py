@@ -6,6 +6,7 @@ batches/singles on the same senders never overspend."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from support_ledger import LedgerHarness, fresh_database
+from tokenbridge.adapters.db.gift_ledger import COPY_MIN
 from tokenbridge.domain.errors import (
     AccountRestricted,
     IdempotencyConflict,
@@ -131,11 +133,15 @@ def test_all_refused_batch_writes_nothing(ledger: LedgerHarness) -> None:
     _check_ledger(ledger)
 
 
-def test_concurrent_batches_and_singles_on_the_same_senders_never_overspend(ledger: LedgerHarness) -> None:
+# batches under and over COPY_MIN: PostgreSQL writes the larger ones' gifts by COPY
+@pytest.mark.parametrize("per_batch", [20, COPY_MIN + 6])
+def test_concurrent_batches_and_singles_on_the_same_senders_never_overspend(
+    ledger: LedgerHarness, per_batch: int
+) -> None:
     gift, affordable = 10, 25
     senders = [ledger.user(gift * affordable) for _ in range(3)]
     bob = ledger.creator()
-    n_batches, per_batch, n_singles = 6, 20, 20
+    n_batches, n_singles = 6, 20
     barrier = threading.Barrier(n_batches + n_singles)
 
     def batch(k: int) -> list[Outcome]:
@@ -158,15 +164,16 @@ def test_concurrent_batches_and_singles_on_the_same_senders_never_overspend(ledg
     created = [o for o in outcomes if isinstance(o, tuple) and o[1]]
     refused = [o for o in outcomes if not isinstance(o, tuple)]
     assert all(isinstance(o, InsufficientFunds) for o in refused), refused[:3]
-    assert len(created) == 3 * affordable  # 140 attempts, exactly what the balances allow
+    assert len(created) == 3 * affordable  # more attempts, exactly what the balances allow
     for s in senders:
         assert ledger.services.accounts.get(s).balances.coins == 0
     _check_ledger(ledger)
 
 
-def test_concurrent_batches_with_the_same_gift_ids_apply_each_once(ledger: LedgerHarness) -> None:
+@pytest.mark.parametrize("n", [30, COPY_MIN + 6])
+def test_concurrent_batches_with_the_same_gift_ids_apply_each_once(ledger: LedgerHarness, n: int) -> None:
     alice, carol, bob = ledger.user(10_000), ledger.user(10_000), ledger.creator()
-    ids = [ledger.uid("g") for _ in range(30)]
+    ids = [ledger.uid("g") for _ in range(n)]
     barrier = threading.Barrier(4)
 
     def run(k: int) -> list[Outcome]:
@@ -183,8 +190,8 @@ def test_concurrent_batches_with_the_same_gift_ids_apply_each_once(ledger: Ledge
         results = list(pool.map(run, range(4)))
     created = sum(1 for rs in results for r in rs if isinstance(r, tuple) and r[1])
     replayed = sum(1 for rs in results for r in rs if isinstance(r, tuple) and not r[1])
-    assert (created, replayed) == (30, 90)
-    assert ledger.services.accounts.get(alice).balances.coins == 10_000 - 30 * 7
+    assert (created, replayed) == (n, 3 * n)
+    assert ledger.services.accounts.get(alice).balances.coins == 10_000 - n * 7
     assert ledger.services.accounts.get(carol).balances.coins == 10_000
     _check_ledger(ledger)
 
@@ -220,8 +227,9 @@ def pg_ledger(tmp_path: Path) -> Iterator[LedgerHarness]:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("n", [3, COPY_MIN + 2])
 def test_a_sender_spent_between_the_optimistic_read_and_the_write_is_decided_again_under_the_lock(
-    pg_ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+    pg_ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch, n: int
 ) -> None:
     """PostgreSQL decides a call on the senders' rows as read, then debits them only if every rule
     still holds. Here another posting spends the sender's coins right after that read: the debit's
@@ -230,27 +238,65 @@ def test_a_sender_spent_between_the_optimistic_read_and_the_write_is_decided_aga
     from tokenbridge.adapters.db.gift_ledger import GiftLedger
 
     ledger = pg_ledger
-    alice, bob = ledger.user(100), ledger.creator()
+    alice, bob = ledger.user(10 * n), ledger.creator()
     spender = ledger.uid("spend")
     original = GiftLedger.context
     calls: list[bool] = []
 
-    def context_then_spend(self: GiftLedger, *args: object, lock: bool = True) -> object:
-        ctx = original(self, *args, lock=lock)  # type: ignore[arg-type]
+    def context_then_spend(self: GiftLedger, *args: object, lock: bool = True, **kw: bool) -> object:
+        ctx = original(self, *args, lock=lock, **kw)  # type: ignore[arg-type]
         calls.append(lock)
-        if not lock and len(calls) == 1:  # another writer takes 80 of alice's 100 now
+        if not lock and len(calls) == 1:  # another writer takes all but 20 of alice's coins now
             with ThreadPoolExecutor(1) as pool:
-                pool.submit(ledger.services.gifts.post, PostGift(spender, alice, bob, 80)).result()
+                pool.submit(ledger.services.gifts.post, PostGift(spender, alice, bob, 10 * n - 20)).result()
         return ctx
 
     monkeypatch.setattr(GiftLedger, "context", context_then_spend)
-    ids = [ledger.uid("g") for _ in range(3)]
+    ids = [ledger.uid("g") for _ in range(n)]
     results = ledger.services.gifts.post_batch([PostGift(i, alice, bob, 10) for i in ids])
     assert calls[0] is False  # optimistic first
     assert True in calls[1:]  # then under the lock, after the failed check
     assert [_created(r).id for r in results[:2]] == ids[:2]  # 20 left: two of 10 fit
-    assert isinstance(results[2], InsufficientFunds)
+    assert all(isinstance(r, InsufficientFunds) for r in results[2:])
     assert ledger.services.accounts.get(alice).balances.coins == 0
     with ledger.services.uow.read() as uow:  # the first attempt's gift rows were rolled back
         assert {g for g in ids if uow.gifts.get(g) is not None} == set(ids[:2])
+    _check_ledger(ledger)
+
+
+@pytest.mark.postgres
+def test_copy_and_the_json_insert_write_the_same_rows(pg_ledger: LedgerHarness) -> None:
+    """PostgreSQL writes a call's gifts by COPY from COPY_MIN gifts on, by a JSON insert below:
+    the rows (every column) and the receipts must not depend on which."""
+    from sqlalchemy import text
+
+    ledger = pg_ledger
+    alice, bob = ledger.user(10**11), ledger.creator()
+    amounts = [1, 2, 3, 999, 10_001, 123_456_789]
+    rows: dict[int, list[tuple[object, ...]]] = {}
+    for n in (COPY_MIN - 1, COPY_MIN):
+        ids = [f"{n}-{ledger.uid('g')}" for _ in range(n)]
+        results = ledger.services.gifts.post_batch(
+            [PostGift(gid, alice, bob, amounts[i % len(amounts)]) for i, gid in enumerate(ids)]
+        )
+        receipts = [_created(r) for r in results]
+        with ledger.services.uow.read() as uow:
+            got = uow.gift_ledger.s.execute(text("SELECT * FROM gifts WHERE id = ANY(:ids)"), {"ids": ids})
+            got = got.mappings().all()
+        assert len(got) == n
+        by_id = {r.id: r for r in receipts}
+        for row in got:
+            r = by_id[row["id"]]
+            assert (row["gross"], row["creator_amount"], row["platform_amount"], row["creator_bps"]) == (
+                r.gross, r.creator_amount, r.platform_amount, r.creator_bps,
+            )  # fmt: skip
+            assert row["created_at"] == r.created_at
+        rows[n] = [tuple(v for k, v in row.items() if k not in ("id", "created_at")) for row in got]
+    # the same amounts in the same order: every column but id and time agrees, the COPY call has one row more
+    extra = Counter(rows[COPY_MIN]) - Counter(rows[COPY_MIN - 1])
+    assert Counter(rows[COPY_MIN - 1]) <= Counter(rows[COPY_MIN])
+    assert [row[list(got[0].keys()).index("gross") - 1] for row in extra.elements()] == [amounts[(COPY_MIN - 1) % 6]]
+    assert ledger.services.accounts.get(alice).balances.coins == 10**11 - sum(
+        amounts[i % len(amounts)] for n in (COPY_MIN - 1, COPY_MIN) for i in range(n)
+    )
     _check_ledger(ledger)

@@ -11,8 +11,9 @@ from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 
-from tokenbridge.adapters.chain.indexer import DEPOSITED_TOPIC, AdaptiveRange, decode_deposit, gc_paused
+from tokenbridge.adapters.chain.indexer import DEPOSITED_TOPIC, AdaptiveRange, decode_deposit
 from tokenbridge.domain.errors import ChainError
+from tokenbridge.gc_pause import GcPause, gc_paused
 
 KEY = "0x" + "3c" * 32
 SENDER = "0x" + "ab" * 19 + "cd"
@@ -112,3 +113,37 @@ def test_gc_pause_leaves_a_disabled_collector_disabled() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_overlapping_gc_pauses_still_collect_a_backlog_of_cycles() -> None:
+    """Pauses that never all close at once (concurrent batches back to back) must not let
+    cyclic garbage grow without bound: an exit that leaves another pause open collects once
+    more than `backlog` objects are waiting."""
+    import weakref
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic collector frees it
+
+    pause = GcPause(backlog=5_000)
+    with pause():  # held open throughout, as a long batch beside the others
+        canary = Node()
+        ref = weakref.ref(canary)
+        del canary
+        for _ in range(20):
+            with pause():
+                junk = [Node() for _ in range(1_000)]
+                del junk
+        assert not gc.isenabled()
+        assert ref() is None  # collected although a pause was open the whole time
+    assert gc.isenabled()
+    small = GcPause(backlog=10**9)
+    with small():
+        canary = Node()
+        ref = weakref.ref(canary)
+        del canary
+        with small():
+            pass
+        assert ref() is not None  # under the backlog: left for after the pause
+    gc.collect()
+    assert ref() is None

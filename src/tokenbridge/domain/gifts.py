@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .accounts import check_daily_limit, check_not_restricted, validate_id
 from .errors import InsufficientFunds, InvalidInput, OutstandingDebt
@@ -14,8 +14,11 @@ from .split import Split, split
 MAX_BATCH = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class GiftRequest:
+# The values below are NamedTuples, not frozen dataclasses: as immutable, and a batch of 1,000
+# gifts builds several per gift (a frozen dataclass's __init__ costs about 0.1 µs per field).
+
+
+class GiftRequest(NamedTuple):
     id: str
     sender_id: str
     creator_id: str
@@ -53,8 +56,7 @@ def validate_batch_size(n: int) -> None:
         raise InvalidInput(f"a batch holds at most {MAX_BATCH} gifts, got {n}")
 
 
-@dataclass(frozen=True, slots=True)
-class SenderState:
+class SenderState(NamedTuple):
     id: str
     kind: str
     coins: int
@@ -64,8 +66,7 @@ class SenderState:
     daily_limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class CreatorState:
+class CreatorState(NamedTuple):
     id: str
     kind: str
     restricted: bool
@@ -93,7 +94,7 @@ def debit_sender(req: GiftRequest, sender: SenderState, creator: CreatorState) -
     earlier ones spent; the adapter writes the final state once per sender.
     """
     check_gift(req, sender, creator)
-    return SenderState(  # not dataclasses.replace: this runs once per gift on the hot path
+    return SenderState(  # not `_replace`: this runs once per gift on the hot path
         sender.id,
         sender.kind,
         sender.coins - req.amount,

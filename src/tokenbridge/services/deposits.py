@@ -39,7 +39,7 @@ Memory: one eth_getLogs answer at a time plus the one read ahead (the first answ
 catch-up covers whatever the last known range holds; a denser answer than
 `MAX_LOGS_PER_CHUNK` scales the next range down), `PAGE` rows per statement, and due rows read
 a page at a time, never all at once. Python's cyclic collector is paused while an answer is
-decoded and while a chunk is planned and stored (`indexer.gc_paused`: those objects are
+decoded and while a chunk is planned and stored (`gc_pause.gc_paused`: those objects are
 acyclic and freed by reference counting; the collections they triggered cost a quarter of
 the worker's CPU per deposit); it runs again between chunks.
 
@@ -73,7 +73,6 @@ from tokenbridge.adapters.chain.indexer import (
     DepositSource,
     block_hashes,
     find_fork,
-    gc_paused,
     read_ahead,
     scan,
 )
@@ -98,6 +97,7 @@ from tokenbridge.adapters.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.errors import ConfigurationError, DeepReorg
 from tokenbridge.domain.money import MAX_AMOUNT_EXCLUSIVE
+from tokenbridge.gc_pause import gc_paused
 from tokenbridge.services._common import Clock, utc_clock
 
 log = logging.getLogger(__name__)
@@ -385,7 +385,7 @@ class DepositService:
         after a rewind), that transaction is rolled back and the chunk stored the general
         way: rows `seen`, existing ones merged one by one.
         """
-        with gc_paused():  # a chunk's credits and SQL lines: see indexer._GcPause
+        with gc_paused():  # a chunk's credits and SQL lines: see tokenbridge.gc_pause
             self._store_chunk_now(chunk, head, report)
 
     def _store_chunk_now(self, chunk: Chunk, head: int, report: DepositReport) -> None:

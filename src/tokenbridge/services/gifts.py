@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from sqlalchemy.exc import IntegrityError
+
 from tokenbridge.adapters.db.gift_ledger import (
     CreatorRow,
     ExistingGift,
@@ -35,7 +37,8 @@ from tokenbridge.domain.gifts import (
     validate_batch_size,
     validate_gift,
 )
-from tokenbridge.domain.split import split
+from tokenbridge.domain.split import creator_share, validate_bps
+from tokenbridge.gc_pause import gc_paused
 from tokenbridge.services._common import Clock, retry_on_race, utc_clock, validate_limit
 from tokenbridge.services.rates import RateProvider
 from tokenbridge.services.views import GiftReceipt, Page, PostGift
@@ -83,6 +86,10 @@ class _SenderChanged(Exception):
     """A sender's row no longer satisfies what the optimistic decision read."""
 
 
+class _Unprobed(Exception):
+    """Decided without reading the gifts already posted, an item was refused: it may be a replay."""
+
+
 class GiftService:
     def __init__(
         self, uow: UnitOfWorkFactory, rate: RateProvider, limits: DailyLimits, clock: Clock = utc_clock
@@ -110,6 +117,10 @@ class GiftService:
         The API also uses it to post concurrent single gifts together (group commit).
         """
         validate_batch_size(len(cmds))
+        with gc_paused():  # thousands of short-lived tuples: see tokenbridge.gc_pause
+            return self._post_batch(cmds)
+
+    def _post_batch(self, cmds: list[PostGift]) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(cmds)
         valid: list[tuple[int, GiftRequest, str]] = []
         for i, cmd in enumerate(cmds):
@@ -139,17 +150,25 @@ class GiftService:
         )
 
     def _post_all(self, items: list[tuple[int, GiftRequest, str]]) -> dict[int, Outcome]:
-        """Optimistically first (PostgreSQL): decide on the senders' rows as read, then write and
-        debit with every rule re-checked on the rows (`GiftLedger.append_checked`); if a sender's
-        row changed so that a rule fails, decide again with the rows locked."""
+        """Optimistically first (PostgreSQL): decide on the senders' rows as read, without looking
+        for gifts already posted under the ids, then write and debit with every rule re-checked
+        on the rows (`GiftLedger.append_checked`). An id already taken (a replay, a conflict, a
+        lost race) fails that write on the primary key, and an item refused may be the replay of
+        a gift posted when the sender could afford it: either way, decide again knowing the
+        existing gifts.
+        If a sender's row changed so that a rule fails, decide again with the rows locked."""
         try:
-            return retry_on_race(lambda: self._post_many(items, lock=False))
+            try:
+                return self._post_many(items, lock=False, probe=False)
+            except (IntegrityError, _Unprobed):
+                pass  # rolled back; the attempts below read the gifts that exist
+            return retry_on_race(lambda: self._post_many(items, lock=False, probe=True))
         except _SenderChanged:
-            return retry_on_race(lambda: self._post_many(items, lock=True))
+            return retry_on_race(lambda: self._post_many(items, lock=True, probe=True))
 
-    def _post_many(self, items: list[tuple[int, GiftRequest, str]], *, lock: bool) -> dict[int, Outcome]:
+    def _post_many(self, items: list[tuple[int, GiftRequest, str]], *, lock: bool, probe: bool) -> dict[int, Outcome]:
         decided: dict[int, Outcome] = {}
-        bps = self._rate.creator_bps()
+        bps = validate_bps(self._rate.creator_bps())
         with self._uow.write() as uow:
             gl = uow.gift_ledger
             optimistic = not lock and gl.optimistic
@@ -158,12 +177,14 @@ class GiftService:
                 (req.creator_id for _, req, _ in items),
                 (req.id for _, req, _ in items),
                 lock=not optimistic,
+                probe=probe or not optimistic,  # without it, only the checked append is safe
             )
             now = self._clock()
             day = now.astimezone(UTC).date().isoformat()
             states: dict[str, SenderState] = {}
             creators: dict[str, CreatorState] = {}
             created: dict[str, tuple[str, GiftReceipt]] = {}  # gift id -> (hash, receipt), this call
+            salts: dict[str, str] = {}  # sender id -> its salt as the receipt shows it
             new: list[NewGift] = []
             for i, req, req_hash in items:
                 try:
@@ -188,19 +209,25 @@ class GiftService:
                         creator = creators[creator_row.id] = _creator_state(creator_row)
                     state = states.get(sender.id) or self._sender_state(sender, day)
                     states[sender.id] = debit_sender(req, state, creator)
-                    parts = split(req.amount, bps)
+                    # the split (domain.split): gross and rate were validated above
+                    creator_amount = creator_share(req.amount, bps)
                     g = NewGift(
-                        req.id, sender.id, creator_row.id, sender.account_key, creator_row.account_key, parts.gross,
-                        parts.creator_amount, parts.platform_amount, parts.creator_bps, req_hash,
+                        req.id, sender.id, creator_row.id, sender.account_key, creator_row.account_key, req.amount,
+                        creator_amount, req.amount - creator_amount, bps, req_hash,
                     )  # fmt: skip
                     new.append(g)
+                    salt = salts.get(sender.id)
+                    if salt is None:
+                        salt = salts[sender.id] = "0x" + sender.salt.hex()
                     r = GiftReceipt(
-                        g.id, g.sender_id, g.creator_id, g.sender_key, g.creator_key, "0x" + sender.salt.hex(),
-                        g.gross, g.creator_amount, g.platform_amount, g.creator_bps, "posted", None, now,
+                        g.id, g.sender_id, g.creator_id, g.sender_key, g.creator_key, salt, g.gross,
+                        g.creator_amount, g.platform_amount, bps, "posted", None, now,
                     )  # fmt: skip
                     created[req.id] = (req_hash, r)
                     decided[i] = (r, True)
                 except TokenbridgeError as exc:
+                    if not ctx.probed:
+                        raise _Unprobed from exc  # leaving the unit of work writes nothing
                     decided[i] = exc
             if new:
                 # ids passed `validate_id`; the keys come from the rows: check them once per account

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -35,8 +35,10 @@ class AccountView:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class GiftReceipt:
+class GiftReceipt(NamedTuple):
+    """A NamedTuple rather than a frozen dataclass (as immutable): a batch answers 1,000 of these
+    and a frozen dataclass's __init__ costs about 0.1 µs per field."""
+
     id: str
     sender_id: str
     creator_id: str
@@ -88,9 +90,9 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PostGift:
-    """Command: move `amount` from sender's coins to creator earnings + platform revenue."""
+class PostGift(NamedTuple):
+    """Command: move `amount` from sender's coins to creator earnings + platform revenue
+    (a NamedTuple like `GiftReceipt`: a batch builds 1,000)."""
 
     id: str
     sender_id: str

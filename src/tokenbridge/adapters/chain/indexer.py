@@ -19,13 +19,10 @@ Rules:
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
-import threading
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol, cast
@@ -38,6 +35,7 @@ from web3.exceptions import Web3Exception, Web3RPCError
 from web3.types import RPCEndpoint
 
 from tokenbridge.domain.errors import ChainError, LogRangeTooLarge
+from tokenbridge.gc_pause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -93,42 +91,6 @@ def _hex(value: Any) -> str:
     if isinstance(value, str):
         return value.lower() if value.startswith("0x") else "0x" + value.lower()
     return "0x" + bytes(value).hex()
-
-
-class _GcPause:
-    """Python's cyclic garbage collector off while a batch of acyclic objects is built and
-    dropped (`gc_paused`), shared by threads: off at the first entry, back on (if it was on)
-    at the last exit.
-
-    Why: one eth_getLogs answer is tens of thousands of dicts and lists (and the logs, credits
-    and SQL lines made from them), all freed by reference counting; with the collector on they
-    trigger a collection every 700 allocations and, as they survive, full ones over the whole
-    heap: measured 5-6 us of the worker's ~20 us CPU per deposit catching up. The pause is
-    bounded by one chunk; cycles made meanwhile are collected after it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._was_enabled = False
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth == 0:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0 and self._was_enabled:
-                    gc.enable()
-
-
-gc_paused = _GcPause()
 
 
 def is_range_error(exc: BaseException) -> bool:
@@ -290,7 +252,7 @@ class Web3DepositSource:
             "toBlock": hex(to_block),
         }
         what = f"eth_getLogs [{from_block}, {to_block}]"
-        with gc_paused():  # the answer's dicts and the logs made from them: see _GcPause
+        with gc_paused():  # the answer's dicts and the logs made from them: see tokenbridge.gc_pause
             return self._deposit_logs(params, what)
 
     def _deposit_logs(self, params: dict[str, Any], what: str) -> list[DepositLog]:
