@@ -50,6 +50,9 @@ def _orphans(h: LedgerHarness) -> int:
 
 
 def _gift_fks(h: LedgerHarness) -> set[tuple[str, str]]:
+    # a fresh connection: SQLite's PRAGMA foreign_key_list answers from a pooled connection's
+    # schema as it was before the migration ran
+    _engine(h).dispose()
     with _engine(h).connect() as conn:
         return {
             (fk["constrained_columns"][0], fk["referred_table"])

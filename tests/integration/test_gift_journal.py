@@ -141,6 +141,24 @@ def test_gifts_written_before_0006_are_counted_through_their_legs_only(ledger: L
     _clean(ledger)
 
 
+def test_a_transfer_still_backs_at_most_one_gift(ledger: LedgerHarness) -> None:
+    """0008 made `transfer_id` unique only where set (new gifts leave it NULL): two gift rows on
+    one legacy transfer are still refused."""
+    alice, bob = ledger.user(1_000), ledger.creator()
+    legacy = _legacy_gift(ledger, alice, bob)
+    engine = ledger.services.engine
+    assert engine is not None
+    copy = ", ".join(c for c in Gift.__table__.columns.keys() if c != "id")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO gifts (id, {copy}) SELECT :new, {copy} FROM gifts WHERE id = :old"),
+            {"new": ledger.uid("g"), "old": legacy},
+        )
+    for _ in range(2):  # while any number of gifts have no transfer
+        assert ledger.services.gifts.post(PostGift(ledger.uid("g"), alice, bob, 1))[1]
+    _clean(ledger)
+
+
 def test_downgrading_below_0006_refuses_to_drop_gift_rows(ledger: LedgerHarness) -> None:
     alice, bob = ledger.user(1_000), ledger.creator()
     ledger.services.gifts.post(PostGift(ledger.uid("g"), alice, bob, 10))

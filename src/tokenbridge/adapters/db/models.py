@@ -153,6 +153,13 @@ class Gift(Base):
             sqlite_where=text("creator_folded = 0"),
         ),
         Index(
+            "uq_gifts_transfer_id",
+            "transfer_id",
+            unique=True,
+            postgresql_where=text("transfer_id IS NOT NULL"),
+            sqlite_where=text("transfer_id IS NOT NULL"),
+        ),
+        Index(
             "ix_gifts_platform_unfolded",
             "platform_folded",
             postgresql_where=text("NOT platform_folded"),
@@ -162,7 +169,9 @@ class Gift(Base):
 
     id: Mapped[str] = mapped_column(GIFT_ID, primary_key=True)
     # Set only for gifts posted before revision 0006, whose journal is a transfer with legs.
-    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"), unique=True)
+    # No foreign key, and unique only where set (revision 0008): no gift written since 0006 sets
+    # it, and every insert paid for the key's after-trigger and a NULL index entry.
+    transfer_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     # No foreign keys (revision 0007): their checks cost ~11 µs per gift on PostgreSQL. The
     # write path reads both accounts in the gift's transaction and refuses a missing one, and
     # the database refuses to delete an account (trigger in 0007); the audit counts orphans
