@@ -148,7 +148,7 @@ def test_a_transfer_still_backs_at_most_one_gift(ledger: LedgerHarness) -> None:
     legacy = _legacy_gift(ledger, alice, bob)
     engine = ledger.services.engine
     assert engine is not None
-    copy = ", ".join(c for c in Gift.__table__.columns.keys() if c != "id")
+    copy = ", ".join(c.name for c in Gift.__table__.columns if c.name != "id")
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(
             text(f"INSERT INTO gifts (id, {copy}) SELECT :new, {copy} FROM gifts WHERE id = :old"),
