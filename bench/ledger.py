@@ -127,14 +127,6 @@ def seed(url: str, n_senders: int, n_creators: int) -> Population:
         for account_id in creators:
             services.accounts.open(account_id, "creator")
         _, admin_key = services.api_keys.create("admin")
-        if os.environ.get("XFILL") and url.startswith("postgresql"):
-            import psycopg
-            from sqlalchemy.engine import make_url
-
-            u = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(u, autocommit=True) as c:
-                c.execute(f"ALTER TABLE accounts SET (fillfactor = {os.environ['XFILL']})")
-                c.execute("VACUUM FULL accounts")
         return Population(admin_key, senders, creators)
     finally:
         services.close()
@@ -582,7 +574,9 @@ def main() -> None:
     ap.add_argument("--batch-count", type=int, default=2_000_000, help="gift bound for the batch phase")
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=32, help="requests in flight (single gifts)")
-    ap.add_argument("--batch-concurrency", type=int, default=2, help="batches in flight")
+    ap.add_argument(
+        "--batch-concurrency", type=int, default=8, help="batches in flight (4 per server worker keep both cores busy)"
+    )
     ap.add_argument(
         "--rates",
         type=lambda v: [float(x) for x in v.split(",") if x],

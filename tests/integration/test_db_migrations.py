@@ -54,6 +54,8 @@ def test_upgrade_matches_models_and_downgrade_reverses(empty_db_url: str) -> Non
                     )
                 ).scalar_one()
                 assert collation == "C"
+                options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'accounts'")).scalar_one()
+                assert options == ["fillfactor=25"]  # 0008: room for HOT balance updates
             assert {
                 "accounts",
                 "transfers",

@@ -1,5 +1,6 @@
 """cheaper gift inserts: ids compare bytewise on PostgreSQL (COLLATE "C"); the legacy
-`transfer_id` loses its foreign key and is unique only where set
+`transfer_id` loses its foreign key and is unique only where set; accounts keep room for
+their balance updates (fillfactor 25)
 
 Every gift inserts its id into the primary-key B-tree: about twenty comparisons each. Under a
 database's locale collation (`en_US.UTF-8`, and `C.UTF-8` too before PostgreSQL 17) each one
@@ -14,6 +15,16 @@ since sets it, yet each paid for its foreign key's after-trigger and a NULL entr
 index (about 5% of PostgreSQL's CPU per gift together). The key goes (the ledger never deletes
 a transfer) and the unique index becomes partial (`WHERE transfer_id IS NOT NULL`), which keeps
 what it guaranteed: one gift per transfer. On SQLite the table is copied (batch mode).
+
+`accounts` rows are small and every gift updates its sender's. When the sender's page has no
+room, the new row version goes to another page and every index of `accounts` gets an entry, and
+the primary key's uniqueness check then visits the row's dead versions: with ten 1,000-gift
+batches in flight on the same senders that cost PostgreSQL 34 µs per gift instead of 15
+(`perf`: B-tree inserts, bottom-up deletion and unique checks inside the UPDATE). With pages
+filled to 25 % by inserts, an update finds room on its own page (a HOT update: no index
+entries). The table grows to about 4 times its packed size. The setting applies to pages
+written from now on; `VACUUM FULL accounts` (an exclusive lock) applies it to existing rows.
+PostgreSQL only: SQLite has no fillfactor.
 
 Revision ID: 0008
 Revises: 0007
@@ -35,9 +46,13 @@ depends_on: str | Sequence[str] | None = None
 SET = sa.text("transfer_id IS NOT NULL")
 
 
+ACCOUNTS_FILLFACTOR = 25
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("gifts", "id", type_=sa.String(128, collation="C"), existing_nullable=False)
+        op.execute(f"ALTER TABLE accounts SET (fillfactor = {ACCOUNTS_FILLFACTOR})")
     with op.batch_alter_table("gifts", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("fk_gifts_transfer_id_transfers"), type_="foreignkey")
         batch_op.drop_constraint(op.f("uq_gifts_transfer_id"), type_="unique")
@@ -52,4 +67,5 @@ def downgrade() -> None:
         batch_op.create_unique_constraint(op.f("uq_gifts_transfer_id"), ["transfer_id"])
         batch_op.create_foreign_key(op.f("fk_gifts_transfer_id_transfers"), "transfers", ["transfer_id"], ["id"])
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE accounts RESET (fillfactor)")
         op.alter_column("gifts", "id", type_=sa.String(128), existing_nullable=False)
