@@ -18,12 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
+from tokenbridge.domain.accounts import validate_id
+from tokenbridge.domain.money import validate_amount
 from tokenbridge.entrypoints.api.app import create_app
 from tokenbridge.entrypoints.api.fast_gifts import GiftFastPath
 from tokenbridge.entrypoints.api.routes.gifts import new_receipt_json, receipt_json
-from tokenbridge.entrypoints.api.schemas import GiftBatchOut, GiftReceiptOut
+from tokenbridge.entrypoints.api.schemas import Amount, GiftBatchOut, GiftReceiptOut, Id
 from tokenbridge.services.views import GiftReceipt
 
 from .conftest import Api, TestClient, auth, uid
@@ -290,6 +293,12 @@ def test_a_batch_answer_is_what_the_model_writes(api: Api, people: dict[str, str
     body = json.loads(r.content)
     assert [x["status"] for x in body["results"]] == [201, 200]
     assert (body["created"], body["replayed"], body["failed"]) == (1, 1, 0)
+    # the one rule the schema does not check (`check_parties`): a gift to oneself, refused alone
+    selfish = _gift(people, to=people["user"])
+    r = api.client.post("/v1/gifts/batch", json={"gifts": [_gift(people), selfish]}, headers=auth(api.app_key))
+    statuses = [(x["status"], x["problem"] and x["problem"]["type"]) for x in r.json()["results"]]
+    assert statuses[0][0] == 201
+    assert statuses[1][0] == 422 and statuses[1][1].endswith("invalid-input"), statuses
 
 
 def test_bodies_only_json_loads_reads_still_create_alike(
@@ -359,3 +368,27 @@ def test_a_key_revoked_in_this_process_stops_posting_gifts_at_once(api: Api, peo
         r = api.client.post(path, json=body, headers=auth(key))
         assert r.status_code == 401, r.text
         assert r.headers["www-authenticate"] == "Bearer"
+
+
+_ID_ADAPTER = TypeAdapter(Id)
+_AMOUNT_ADAPTER = TypeAdapter(Amount)
+
+
+@given(st.text("abcXYZ019._@-\n/ é" + chr(0), max_size=140) | st.text(max_size=20))
+def test_every_id_the_schema_accepts_the_domain_accepts(value: str) -> None:
+    """The batch route hands the ledger `GiftRequest`s built from the schema's values without
+    `validate_gift` (`GiftService.post_requests`): the schema's id rule must be the stricter."""
+    try:
+        _ID_ADAPTER.validate_python(value)
+    except ValidationError:
+        return
+    assert validate_id(value) == value
+
+
+@given(st.integers(-(2**64), 2**64) | st.booleans() | st.floats() | st.text(max_size=3))
+def test_every_amount_the_schema_accepts_the_domain_accepts(value: object) -> None:
+    try:
+        _AMOUNT_ADAPTER.validate_python(value)
+    except ValidationError:
+        return
+    assert validate_amount(value) == value

@@ -46,9 +46,14 @@ def validate_gift(gift_id: object, sender_id: object, creator_id: object, amount
         creator_id=validate_id(creator_id, "to"),
         amount=validate_amount(amount),
     )
+    check_parties(req)
+    return req
+
+
+def check_parties(req: GiftRequest) -> None:
+    """The rule of `validate_gift` beyond each field's own: a gift goes to someone else."""
     if req.sender_id == req.creator_id:
         raise InvalidInput("a gift's sender and creator must differ")
-    return req
 
 
 def validate_batch_size(n: int) -> None:

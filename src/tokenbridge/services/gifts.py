@@ -32,6 +32,7 @@ from tokenbridge.domain.gifts import (
     CreatorState,
     GiftRequest,
     SenderState,
+    check_parties,
     debit_sender,
     gift_request_hash,
     gifted_on,
@@ -121,12 +122,28 @@ class GiftService:
         with gc_paused():  # thousands of short-lived tuples: see tokenbridge.gc_pause
             return self._post_batch(cmds)
 
-    def _post_batch(self, cmds: Sequence[GiftCommand]) -> list[Outcome]:
+    def post_requests(self, reqs: Sequence[GiftRequest]) -> list[Outcome]:
+        """`post_batch` for requests whose ids and amount already passed checks at least as
+        strict as `validate_gift`'s (the API's request schema: a narrower id pattern, the same
+        amount range; tests/api hold the two so). Only `check_parties` is left to do here, which
+        saves the second validation of three ids and an amount per gift (about 1 µs)."""
+        validate_batch_size(len(reqs))
+        with gc_paused():
+            return self._post_batch(reqs, validated=True)
+
+    def _post_batch(
+        self, cmds: Sequence[GiftCommand] | Sequence[GiftRequest], *, validated: bool = False
+    ) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(cmds)
         valid: list[tuple[int, GiftRequest, str]] = []
         for i, cmd in enumerate(cmds):
             try:
-                req = validate_gift(cmd.id, cmd.sender_id, cmd.creator_id, cmd.amount)
+                if validated:
+                    assert isinstance(cmd, GiftRequest)
+                    req = cmd
+                    check_parties(req)
+                else:
+                    req = validate_gift(cmd.id, cmd.sender_id, cmd.creator_id, cmd.amount)
                 valid.append((i, req, gift_request_hash(req)))
             except TokenbridgeError as exc:
                 results[i] = exc

@@ -70,15 +70,6 @@ class PostGiftBody(_Request):
     to: Id = Field(description="Receiving creator's account id.")
     amount: Amount
 
-    # `services.views.GiftCommand`: a batch's items go to the ledger as they are
-    @property
-    def sender_id(self) -> str:
-        return self.sender
-
-    @property
-    def creator_id(self) -> str:
-        return self.to
-
 
 class GiftBatch(_Request):
     gifts: list[PostGiftBody] = Field(min_length=1, max_length=MAX_BATCH)

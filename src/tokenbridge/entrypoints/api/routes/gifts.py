@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenbridge.bootstrap import Services
 from tokenbridge.domain.errors import Forbidden, TokenbridgeError
+from tokenbridge.domain.gifts import GiftRequest
 from tokenbridge.services.views import ApiKeyInfo, GiftReceipt, PostGift
 
 from ..deps import AppKey, ServicesDep, authorize_account, bound_account
@@ -100,7 +101,9 @@ async def post_many(state: Any, key: ApiKeyInfo, body: GiftBatch) -> bytes:
     services: Services = state.services
     results: list[str] = []
     created_n = replayed_n = failed_n = 0
-    outcomes = await run_in_threadpool(services.gifts.post_batch, body.gifts)
+    # the schema checked each id and amount at least as strictly as the domain's validate_gift
+    requests = [GiftRequest(g.id, g.sender, g.to, g.amount) for g in body.gifts]
+    outcomes = await run_in_threadpool(services.gifts.post_requests, requests)
     created_at: tuple[Any, str] = (None, "")
     for outcome in outcomes:
         if isinstance(outcome, TokenbridgeError):
