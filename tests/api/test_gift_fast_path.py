@@ -393,3 +393,45 @@ def test_every_amount_the_schema_accepts_the_domain_accepts(value: object) -> No
     except ValidationError:
         return
     assert validate_amount(value) == value
+
+
+def test_a_batch_whose_body_never_arrives_does_not_keep_the_collector_off(api: Api, people: dict[str, str]) -> None:
+    """The collector pauses only around a batch's CPU-bound parts, never across an await: a
+    client that announces a body and stalls (uvicorn has no body timeout) must not leave the
+    whole process without cycle collection."""
+    import asyncio
+    import gc
+
+    app: Any = api.client.app
+    body = json.dumps({"gifts": [_gift(people)]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.append((b"authorization", f"Bearer {api.app_key}".encode()))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/gifts/batch", "raw_path": b"/v1/gifts/batch", "root_path": "", "query_string": b"",
+        "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        waiting, arrive = asyncio.Event(), asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            waiting.set()
+            await arrive.wait()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        task = asyncio.create_task(app(scope, receive, send))
+        await waiting.wait()
+        assert gc.isenabled()  # the request is parked on its body
+        arrive.set()
+        await task
+        assert gc.isenabled()
+
+    assert gc.isenabled()
+    asyncio.run(run())
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["created"] == 1

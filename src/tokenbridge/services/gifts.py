@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tokenbridge.adapters.db.driver import is_deadlock
 from tokenbridge.adapters.db.gift_ledger import (
     CreatorRow,
     ExistingGift,
@@ -46,6 +47,7 @@ from tokenbridge.services.rates import RateProvider
 from tokenbridge.services.views import GiftCommand, GiftReceipt, Page, PostGift
 
 Outcome = tuple[GiftReceipt, bool] | TokenbridgeError
+DEADLOCK_RETRIES = 2
 
 
 def receipt(gift: Gift, sender_salt: bytes) -> GiftReceipt:
@@ -167,6 +169,19 @@ class GiftService:
         )
 
     def _post_all(self, items: list[tuple[int, GiftRequest, str]]) -> dict[int, Outcome]:
+        """`_post_decided`, run again if PostgreSQL aborted it to break a deadlock. The optimistic
+        way writes gifts and then locks senders, the locked way locks senders and then writes
+        gifts: two calls posting the same ids, one each way, can wait for each other. The
+        aborted one was rolled back whole; its rerun finds the other's gifts (replays)."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                return self._post_decided(items)
+            except OperationalError as exc:
+                if not is_deadlock(exc) or attempt == DEADLOCK_RETRIES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post_decided(self, items: list[tuple[int, GiftRequest, str]]) -> dict[int, Outcome]:
         """Optimistically first (PostgreSQL): decide on the senders' rows as read, without looking
         for gifts already posted under the ids, then write and debit with every rule re-checked
         on the rows (`GiftLedger.append_checked`). An id already taken (a replay, a conflict, a

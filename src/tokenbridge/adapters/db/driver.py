@@ -30,3 +30,9 @@ def sqlalchemy_errors(statement: str, params: dict[str, Any]) -> Iterator[None]:
         raise sa_exc.OperationalError(statement, params, exc) from exc
     except psycopg.DatabaseError as exc:
         raise sa_exc.DatabaseError(statement, params, exc) from exc
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether a SQLAlchemy error is PostgreSQL's deadlock abort (SQLSTATE 40P01): the whole
+    transaction was rolled back and running it again is safe."""
+    return isinstance(exc, sa_exc.OperationalError) and getattr(exc.orig, "sqlstate", None) == "40P01"

@@ -15,7 +15,9 @@ machinery cost as much CPU as the statements themselves), optimistically
    attempt has met an existing id, the gifts already posted under the ids: replays, 409s);
 2. the new gifts (COPY from COPY_MIN gifts on, else one JSON insert that `json_to_recordset`
    parses in C on the server), then each sender's debit as a relative UPDATE that re-checks
-   every rule, after locking the senders in id order (concurrent calls cannot deadlock).
+   every rule, after locking the senders in id order (two calls never wait on each other's
+   senders in a cycle; one call locking senders first and one writing the same gift ids first
+   can, and `GiftService._post_all` reruns the call PostgreSQL aborts).
    A failed check rolls back and the call is decided again with the senders locked first
    (`context(lock=True)` + `append`: one statement writing gifts and balances).
 
@@ -310,7 +312,9 @@ def _in_id_order(gifts: Sequence[NewGift]) -> list[NewGift]:
     """The gifts sorted by id. Two calls inserting some of the same ids then meet them in the
     same order: the second waits for the first at its first shared id and then fails on the
     primary key (the caller decides again), instead of each waiting for an id the other
-    inserted first (a deadlock). Sorted inserts also land in the primary key's B-tree in order."""
+    inserted first (a deadlock). Sorted inserts also land in the primary key's B-tree in order.
+    (A call that locked its senders first, the locked way, can still wait in a cycle with one
+    that wrote the same ids first; `GiftService._post_all` reruns the call PostgreSQL aborts.)"""
     return sorted(gifts, key=_gift_id)
 
 

@@ -115,7 +115,8 @@ def _validate_json(model: type[BaseModel], body: bytes) -> Any:
     parsers differ (a UTF-8 byte-order mark, UTF-16 bodies: `json.loads` takes them, this
     refuses), the answer is still FastAPI's; both keep the last of duplicate keys (tested)."""
     try:
-        return model.model_validate_json(body)
+        with gc_paused():  # a batch is 1,000 models: see tokenbridge.gc_pause (never held across an await)
+            return model.model_validate_json(body)
     except ValueError:  # ValidationError, including malformed JSON
         return None
 
@@ -155,11 +156,7 @@ class GiftFastPath:
         route, query_names = found
         scope["route"] = route  # what the router would set: MetricsMiddleware labels by its template
         try:
-            if scope["path"] == BATCH:
-                with gc_paused():  # up to 1,000 models, receipts and JSON texts: see tokenbridge.gc_pause
-                    status, payload = await self._answer(scope, receive, query_names)
-            else:
-                status, payload = await self._answer(scope, receive, query_names)
+            status, payload = await self._answer(scope, receive, query_names)
         except TokenbridgeError as exc:
             response: Response = problems.error_response(exc)
         except _Invalid as exc:

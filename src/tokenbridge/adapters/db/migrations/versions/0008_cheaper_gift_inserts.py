@@ -5,9 +5,11 @@ their balance updates (fillfactor 25)
 Every gift inserts its id into the primary-key B-tree: about twenty comparisons each. Under a
 database's locale collation (`en_US.UTF-8`, and `C.UTF-8` too before PostgreSQL 17) each one
 is a `strcoll` call; under "C" it is a `memcmp`. The text comparisons were about a fifth of
-PostgreSQL's CPU in the batch-gift benchmark (`perf`). Ids are `[A-Za-z0-9._@-]` (ASCII), so
-the order does not change for any locale whose ASCII order is bytewise, and SQLite already
-compares bytewise. No other column holds gift ids, so nothing joins this column with one of
+PostgreSQL's CPU in the batch-gift benchmark (`perf`). Ids are `[A-Za-z0-9._@-]` (ASCII):
+the order of gift ids becomes bytewise, as SQLite's already is. Under `C.UTF-8` that is no
+change; under a locale such as `en_US.UTF-8` it is (`a` sorted before `B`, now after): `GET
+/v1/gifts` lists in the new order, and a page cursor issued before the upgrade may skip or repeat
+gifts once (docs/operations.md). No other column holds gift ids, so nothing joins this column with one of
 another collation. The indexes on `gifts.id` are rebuilt; the table is not rewritten.
 
 `gifts.transfer_id` is set only on gifts posted before 0006 (a transfer with legs); no insert
