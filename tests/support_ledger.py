@@ -121,3 +121,14 @@ def fresh_database(backend: str, tmp_dir: Path, prefix: str) -> Iterator[str]:
         yield url
     finally:
         drop_postgres_database(server, name)
+
+
+@contextmanager
+def own_ledger(backend: str, tmp_dir: Path, prefix: str) -> Iterator[LedgerHarness]:
+    """A `LedgerHarness` on a `fresh_database` of its own, closed and dropped afterwards."""
+    with fresh_database(backend, tmp_dir, prefix) as url:
+        h = LedgerHarness(url)
+        try:
+            yield h
+        finally:
+            h.close()

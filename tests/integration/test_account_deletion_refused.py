@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from support_ledger import LedgerHarness, fresh_database
+from support_ledger import LedgerHarness, own_ledger
 from tokenbridge.adapters.db import migrate
 from tokenbridge.adapters.db.models import Account
 from tokenbridge.services.reconcile import ReconcileService
@@ -25,12 +25,8 @@ GIFT_ACCOUNT_FKS = {("sender_id", "accounts"), ("creator_id", "accounts")}
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def own_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerHarness]:
     """A database of this test's own: it writes orphans, drops the trigger, migrates down."""
-    with fresh_database(request.param, tmp_path, "tb_orphans") as url:
-        h = LedgerHarness(url)
-        try:
-            yield h
-        finally:
-            h.close()
+    with own_ledger(request.param, tmp_path, "tb_orphans") as h:
+        yield h
 
 
 def _engine(h: LedgerHarness) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from support_ledger import LedgerHarness, fresh_database
+from support_ledger import LedgerHarness, own_ledger
 from tokenbridge.adapters.db import migrate
 from tokenbridge.adapters.db.models import Account, Gift, Transfer, TransferLeg
 from tokenbridge.adapters.db.repositories import _PLATFORM_UNFOLDED
@@ -176,12 +176,8 @@ def test_downgrading_below_0006_refuses_to_drop_gift_rows(ledger: LedgerHarness)
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def own_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerHarness]:
     """A database of this test's own (migrations up and down, EXPLAIN on known contents)."""
-    with fresh_database(request.param, tmp_path, "tb_journal") as url:
-        h = LedgerHarness(url)
-        try:
-            yield h
-        finally:
-            h.close()
+    with own_ledger(request.param, tmp_path, "tb_journal") as h:
+        yield h
 
 
 def test_upgrading_to_0006_takes_a_legacy_gifts_ledger_amounts_from_its_legs(own_db: LedgerHarness) -> None:
@@ -290,12 +286,8 @@ def _credit(creator_id: str, adjustment: int) -> CreatorCredit:
 @pytest.fixture
 def own_pg(tmp_path: Path) -> Iterator[LedgerHarness]:
     """A PostgreSQL database of this test's own (SQLite readers see one snapshot per transaction)."""
-    with fresh_database("postgres", tmp_path, "tb_journal") as url:
-        h = LedgerHarness(url)
-        try:
-            yield h
-        finally:
-            h.close()
+    with own_ledger("postgres", tmp_path, "tb_journal") as h:
+        yield h
 
 
 @pytest.mark.postgres

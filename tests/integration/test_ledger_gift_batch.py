@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support_ledger import LedgerHarness, fresh_database
+from support_ledger import LedgerHarness, own_ledger
 from tokenbridge.adapters.db.gift_ledger import COPY_MIN
 from tokenbridge.domain.errors import (
     AccountRestricted,
@@ -217,12 +217,8 @@ def test_single_posts_racing_on_one_id_answer_one_created_and_replays(ledger: Le
 @pytest.fixture
 def pg_ledger(tmp_path: Path) -> Iterator[LedgerHarness]:
     """PostgreSQL only: SQLite decides every call under the database's write lock."""
-    with fresh_database("postgres", tmp_path, "tb_optimistic") as url:
-        h = LedgerHarness(url)
-        try:
-            yield h
-        finally:
-            h.close()
+    with own_ledger("postgres", tmp_path, "tb_optimistic") as h:
+        yield h
 
 
 @pytest.mark.postgres
