@@ -602,6 +602,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.count < 1 or args.batch_count < 1 or args.seconds <= 0:
         ap.error("--count, --batch-count and --seconds must be positive")
+    if args.batch_concurrency < 1 or args.batch_size < 1:
+        ap.error("--batch-concurrency and --batch-size must be positive")
+    unknown = args.phases - {"single", "rate", "batch", "raw"}
+    if unknown or not args.phases:
+        ap.error(f"--phases: choose among single,rate,batch,raw (got {','.join(sorted(unknown)) or 'none'})")
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews every number
     results = {kind: run_db(kind, args) for kind in kinds}

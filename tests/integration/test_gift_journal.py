@@ -5,9 +5,11 @@ and gifts written before 0006 (a transfer with legs) are still counted exactly o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -302,21 +304,9 @@ def test_platform_revenue_is_read_in_one_statement_so_a_concurrent_fold_is_never
     uowf = h.services.uow
     with uowf.read() as uow:
         expected = uow.ledger.system_balance(lg.PLATFORM_REVENUE)
-    fired: list[int] = []
-
-    def fold_right_after(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "system_balances" in statement and "UPDATE" not in statement and not fired:
-            fired.append(1)  # a fold commits between this statement and any next one
-            with uowf.write() as w:
-                w.ledger.fold(lg.PLATFORM_REVENUE)
-                w.commit()
-
-    event.listen(engine, "after_cursor_execute", fold_right_after)
-    try:
-        with uowf.read() as uow:
-            got = uow.ledger.system_balance(lg.PLATFORM_REVENUE)
-    finally:
-        event.remove(engine, "after_cursor_execute", fold_right_after)
+    after_the_read = _fold_once_after(engine, lambda sql: "system_balances" in sql and "UPDATE" not in sql, h)
+    with after_the_read as fired, uowf.read() as uow:
+        got = uow.ledger.system_balance(lg.PLATFORM_REVENUE)
     assert fired
     assert got == expected == 300
 
@@ -335,21 +325,30 @@ def test_status_reads_liabilities_in_one_snapshot_while_a_fold_commits(own_pg: L
     uowf = h.services.uow
     before = StatusService(uowf).report().solvency.liabilities
     assert before == 1_000  # 0 coins left + 700 earnings + 300 revenue, all unfolded
+    with _fold_once_after(engine, lambda sql: "sum(accounts.coins)" in sql, h) as fired:
+        during = StatusService(uowf).report().solvency.liabilities
+    assert fired
+    assert during == before == StatusService(uowf).report().solvency.liabilities
+
+
+@contextmanager
+def _fold_once_after(engine: Any, matches: Callable[[str], bool], h: LedgerHarness) -> Iterator[list[int]]:
+    """While open: right after the first statement that `matches` runs, every unfolded credit is
+    folded and committed by another transaction (a fold landing between two reads). The list
+    holds one item once that happened."""
     fired: list[int] = []
 
-    def fold_after_the_account_sums(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "sum(accounts.coins)" in statement and not fired:
-            fired.append(1)  # the earnings and revenue are folded into the caches just now
+    def fold(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if matches(statement) and not fired:
+            fired.append(1)
             assert h.services.ledger is not None
             h.services.ledger.fold()
 
-    event.listen(engine, "after_cursor_execute", fold_after_the_account_sums)
+    event.listen(engine, "after_cursor_execute", fold)
     try:
-        during = StatusService(uowf).report().solvency.liabilities
+        yield fired
     finally:
-        event.remove(engine, "after_cursor_execute", fold_after_the_account_sums)
-    assert fired
-    assert during == before == StatusService(uowf).report().solvency.liabilities
+        event.remove(engine, "after_cursor_execute", fold)
 
 
 def _legacy_gift(

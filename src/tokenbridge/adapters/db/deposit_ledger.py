@@ -40,13 +40,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, insert, text, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from tokenbridge.domain import ledger as lg
 
-from .driver import dbapi, sqlalchemy_errors
+from .driver import SessionSql, dbapi, sqlalchemy_errors
 from .models import Account, Transfer, TransferLeg
 from .models_deposits import DEPOSIT_CREDITED, DEPOSIT_SEEN, Deposit
 
@@ -294,15 +293,8 @@ def _due(row: Any) -> DueDeposit:
     return DueDeposit(int(row[0]), row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]))
 
 
-class DepositLedger:
+class DepositLedger(SessionSql):
     """Set-based SQL of the deposits indexer, bound to one unit of work's session."""
-
-    def __init__(self, session: Session) -> None:
-        self.s = session
-
-    def _conn(self) -> tuple[Connection, bool]:
-        conn = self.s.connection()
-        return conn, conn.dialect.name == "postgresql"
 
     # --- seen rows -------------------------------------------------------------------------
 

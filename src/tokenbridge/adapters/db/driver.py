@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 
 def dbapi(conn: Connection) -> Any:
@@ -36,3 +37,16 @@ def is_deadlock(exc: BaseException) -> bool:
     """Whether a SQLAlchemy error is PostgreSQL's deadlock abort (SQLSTATE 40P01): the whole
     transaction was rolled back and running it again is safe."""
     return isinstance(exc, sa_exc.OperationalError) and getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
+class SessionSql:
+    """Base of the hot-path SQL adapters (gifts, withdrawals, deposits): bound to one unit of
+    work's session, they run in its transaction and branch on the dialect."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _conn(self) -> tuple[Connection, bool]:
+        """The session's connection, and whether it is PostgreSQL."""
+        conn = self.s.connection()
+        return conn, conn.dialect.name == "postgresql"

@@ -40,12 +40,11 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select, text, update
 
 from tokenbridge.domain.errors import UnbalancedPosting
 
-from .driver import dbapi, sqlalchemy_errors
+from .driver import SessionSql, dbapi, sqlalchemy_errors
 from .models import Account, Gift
 
 
@@ -169,17 +168,24 @@ _EXISTING = (
 )
 _PG_EXISTING = _EXISTING + " = ANY(string_to_array(%(ids)s, ','))"
 
-# Every new gift and every sender's new balance, one statement. Keys are short: the JSON
-# is built per gift in Python, and its size is most of what the driver sends.
-_PG_APPEND = """
-    WITH g AS (
-        INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
-                           platform_amount, creator_bps, status, request_hash, created_at,
-                           ledger_creator_amount, ledger_platform_amount, creator_folded, platform_folded)
-        SELECT x.i, x.s, x.c, x.sk, x.ck, x.g, x.ca, x.pa, x.b, 'posted', x.h, %(now)s, x.ca, x.pa, false, false
-        FROM json_to_recordset(CAST(%(gifts)s AS json))
-            AS x(i text, s text, c text, sk text, ck text, g bigint, ca bigint, pa bigint, b integer, h text)
-        RETURNING 1
+# The columns a new gift row is written with, in the order of the JSON insert's SELECT and of
+# `gifts_copy_text`'s fields.
+_GIFT_COLUMNS = (
+    "id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount, platform_amount,"
+    " creator_bps, status, request_hash, created_at, ledger_creator_amount, ledger_platform_amount,"
+    " creator_folded, platform_folded"
+)
+# Every new gift from one JSON parameter. Keys are short: the JSON is built per gift in Python,
+# and its size is most of what the driver sends.
+_PG_INSERT_GIFTS = f"""
+    INSERT INTO gifts ({_GIFT_COLUMNS})
+    SELECT x.i, x.s, x.c, x.sk, x.ck, x.g, x.ca, x.pa, x.b, 'posted', x.h, %(now)s, x.ca, x.pa, false, false
+    FROM json_to_recordset(CAST(%(gifts)s AS json))
+        AS x(i text, s text, c text, sk text, ck text, g bigint, ca bigint, pa bigint, b integer, h text)
+"""  # noqa: S608 - a constant column list, no input
+# The locked way (`append`): the gifts and every sender's new balance, one statement.
+_PG_APPEND = f"""
+    WITH g AS ({_PG_INSERT_GIFTS} RETURNING 1
     ), u AS (
         UPDATE accounts AS a
         SET coins = v.c, gifted_today = v.g, recharged_today = v.r, counter_day = v.d
@@ -187,27 +193,14 @@ _PG_APPEND = """
         WHERE a.id = v.i
     )
     SELECT count(*) FROM g
-"""
-
-# The optimistic write (`append_checked`): the gifts first, without any account lock, then every
+"""  # noqa: S608 - constant text, no input
+# The optimistic way (`append_checked`): the gifts first, without any account lock, then every
 # sender's debit as a relative update that re-checks, on the row as it is now, each rule the
 # decision used: enough coins, no debt, not restricted, the same minor flag (it sets the limit)
 # and the daily limit on the counter rolled to today. A row that fails is not updated; the
 # caller sees fewer ids than senders, rolls back and decides again under the locks.
-_PG_INSERT_GIFTS = """
-    INSERT INTO gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount,
-                       platform_amount, creator_bps, status, request_hash, created_at,
-                       ledger_creator_amount, ledger_platform_amount, creator_folded, platform_folded)
-    SELECT x.i, x.s, x.c, x.sk, x.ck, x.g, x.ca, x.pa, x.b, 'posted', x.h, %(now)s, x.ca, x.pa, false, false
-    FROM json_to_recordset(CAST(%(gifts)s AS json))
-        AS x(i text, s text, c text, sk text, ck text, g bigint, ca bigint, pa bigint, b integer, h text)
-"""
-# The same rows by COPY, for calls of at least COPY_MIN gifts (`gifts_copy_text`).
-_PG_COPY_GIFTS = (
-    "COPY gifts (id, sender_id, creator_id, sender_key, creator_key, gross, creator_amount, platform_amount,"
-    " creator_bps, status, request_hash, created_at, ledger_creator_amount, ledger_platform_amount,"
-    " creator_folded, platform_folded) FROM STDIN"
-)
+# The gifts go by COPY for calls of at least COPY_MIN gifts (`gifts_copy_text`).
+_PG_COPY_GIFTS = f"COPY gifts ({_GIFT_COLUMNS}) FROM STDIN"
 COPY_MIN = 64
 _PG_LOCK_IDS = "SELECT a.id" + _LOCKED_IDS + " ORDER BY a.id FOR NO KEY UPDATE OF a"
 _PG_DEBIT_SENDERS = """
@@ -321,15 +314,8 @@ def _in_id_order(gifts: Sequence[NewGift]) -> list[NewGift]:
 _gift_id = itemgetter(0)
 
 
-class GiftLedger:
+class GiftLedger(SessionSql):
     """SQL for posting gifts, bound to one unit of work's session."""
-
-    def __init__(self, session: Session) -> None:
-        self.s = session
-
-    def _conn(self) -> tuple[Connection, bool]:
-        conn = self.s.connection()
-        return conn, conn.dialect.name == "postgresql"
 
     @property
     def optimistic(self) -> bool:

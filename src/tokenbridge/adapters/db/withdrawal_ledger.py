@@ -42,12 +42,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
-from sqlalchemy.orm import Session
 
 from tokenbridge.domain import ledger as lg
 from tokenbridge.domain.errors import IllegalTransition, UnbalancedPosting
 
-from .driver import dbapi, sqlalchemy_errors
+from .driver import SessionSql, dbapi, sqlalchemy_errors
 from .models import Account, Hold, OutboxItem, Transfer, TransferLeg
 from .models_settlement import CreatorPayoutTotal, SettlementCounter, WalletLink
 from .models_settlement import Withdrawal as WithdrawalRow
@@ -232,15 +231,8 @@ def _sqlite_context(creator_id: str, withdrawal_id: str, day0: datetime, day1: d
     ).where(Account.id == creator_id)
 
 
-class WithdrawalLedger:
+class WithdrawalLedger(SessionSql):
     """SQL for withdrawals, bound to one unit of work's session."""
-
-    def __init__(self, session: Session) -> None:
-        self.s = session
-
-    def _conn(self) -> tuple[Connection, bool]:
-        conn = self.s.connection()
-        return conn, conn.dialect.name == "postgresql"
 
     # --- the request ---------------------------------------------------------------------------
 
