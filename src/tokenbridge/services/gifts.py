@@ -121,7 +121,14 @@ class GiftService:
         The API also uses it to post concurrent single gifts together (group commit).
         """
         validate_batch_size(len(cmds))
-        return self._post_batch(cmds)
+        results: list[Outcome | None] = [None] * len(cmds)
+        valid: list[tuple[int, GiftRequest]] = []
+        for i, cmd in enumerate(cmds):
+            try:
+                valid.append((i, validate_gift(cmd.id, cmd.sender_id, cmd.creator_id, cmd.amount)))
+            except TokenbridgeError as exc:
+                results[i] = exc
+        return self._post_valid(results, valid)
 
     def post_requests(self, reqs: Sequence[GiftRequest]) -> list[Outcome]:
         """`post_batch` for requests whose ids and amount already passed checks at least as
@@ -130,26 +137,21 @@ class GiftService:
         saves the second validation of three ids and an amount per gift (about 1 µs)."""
         validate_batch_size(len(reqs))
         with gc_paused():  # thousands of short-lived tuples: see tokenbridge.gc_pause
-            return self._post_batch(reqs, validated=True)
-
-    def _post_batch(
-        self, cmds: Sequence[GiftCommand] | Sequence[GiftRequest], *, validated: bool = False
-    ) -> list[Outcome]:
-        results: list[Outcome | None] = [None] * len(cmds)
-        valid: list[tuple[int, GiftRequest, str]] = []
-        for i, cmd in enumerate(cmds):
-            try:
-                if validated:
-                    assert isinstance(cmd, GiftRequest)
-                    req = cmd
+            results: list[Outcome | None] = [None] * len(reqs)
+            valid: list[tuple[int, GiftRequest]] = []
+            for i, req in enumerate(reqs):
+                try:
                     check_parties(req)
-                else:
-                    req = validate_gift(cmd.id, cmd.sender_id, cmd.creator_id, cmd.amount)
-                valid.append((i, req, gift_request_hash(req)))
-            except TokenbridgeError as exc:
-                results[i] = exc
+                    valid.append((i, req))
+                except TokenbridgeError as exc:
+                    results[i] = exc
+            return self._post_valid(results, valid)
+
+    def _post_valid(self, results: list[Outcome | None], valid: list[tuple[int, GiftRequest]]) -> list[Outcome]:
+        """Post the valid items (`results` holds the refusals of the others, by position)."""
         if valid:
-            for i, outcome in self._post_all(valid).items():
+            decided = self._post_all([(i, req, gift_request_hash(req)) for i, req in valid])
+            for i, outcome in decided.items():
                 results[i] = outcome
         out: list[Outcome] = []
         for r in results:
